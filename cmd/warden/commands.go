@@ -1,0 +1,9 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// commands lists every top-level subcommand; one line each, so a reader
+// sees the whole CLI here.
+func commands(c *cli) []*cobra.Command {
+	return []*cobra.Command{}
+}
