@@ -25,6 +25,11 @@ const (
 	CodeUnavailable      Code = "unavailable"
 	CodeTooLarge         Code = "too_large"
 	CodeInternal         Code = "internal"
+
+	// Decision codes that are also errors of authentication.
+	CodeIdentitySuspended      Code = "identity_suspended"
+	CodeIdentityDecommissioned Code = "identity_decommissioned"
+	CodeUnknownIdentity        Code = "unknown_identity"
 )
 
 // Error is Warden's error: a stable code, a message that is safe to show to a
