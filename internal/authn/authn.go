@@ -56,10 +56,10 @@ type Revocations struct {
 // CodeNotFound when the key does not belong to the identity. Writes record rec
 // in the same transaction.
 type Store interface {
-	CreateKey(ctx context.Context, k *Key, rec warden.Change) error
-	KeyByHash(ctx context.Context, hash string) (*Key, error)
-	ListKeys(ctx context.Context, identityID string) ([]*Key, error)
-	RevokeKey(ctx context.Context, identityID, keyID string, at time.Time, rec warden.Change) error
+	CreateAPIKey(ctx context.Context, k *Key, rec warden.Change) error
+	APIKeyByHash(ctx context.Context, hash string) (*Key, error)
+	ListAPIKeys(ctx context.Context, identityID string) ([]*Key, error)
+	RevokeAPIKey(ctx context.Context, identityID, keyID string, at time.Time, rec warden.Change) error
 	RevokeIdentityKeys(ctx context.Context, identityID string, at time.Time) error
 	CreateAdminToken(ctx context.Context, t *AdminToken, rec warden.Change) error
 	AdminTokenByHash(ctx context.Context, hash string) (*AdminToken, error)
@@ -67,7 +67,7 @@ type Store interface {
 	RevokeAdminToken(ctx context.Context, id string, at time.Time, rec warden.Change) error
 	RevokeTokenID(ctx context.Context, jti string, expiresAt, at time.Time) error
 	RevocationState(ctx context.Context, now time.Time) (Revocations, error)
-	TouchKeys(ctx context.Context, at map[string]int64) error
+	TouchAPIKeys(ctx context.Context, at map[string]int64) error
 	TouchAdminTokens(ctx context.Context, at map[string]int64) error
 	TouchIdentities(ctx context.Context, at map[string]int64) error
 }

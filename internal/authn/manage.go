@@ -37,7 +37,7 @@ func (s *Service) CreateKey(ctx context.Context, p warden.Principal, ref string,
 		k.ExpiresAt = &exp
 	}
 	rec := warden.NewChange(p, "key.create", "key", k.ID, map[string]any{"identity": id.ID})
-	if err := s.o.Store.CreateKey(ctx, k, rec); err != nil {
+	if err := s.o.Store.CreateAPIKey(ctx, k, rec); err != nil {
 		return nil, warden.Secret{}, err
 	}
 	return k, warden.NewSecret(plain), nil
@@ -64,7 +64,7 @@ func (s *Service) ListKeys(ctx context.Context, p warden.Principal, ref string) 
 	if err != nil {
 		return nil, err
 	}
-	return s.o.Store.ListKeys(ctx, id.ID)
+	return s.o.Store.ListAPIKeys(ctx, id.ID)
 }
 
 // RevokeKey revokes one key; tokens issued from it stop working on the next
@@ -78,7 +78,7 @@ func (s *Service) RevokeKey(ctx context.Context, p warden.Principal, ref, keyID 
 		return warden.Errorf(warden.CodeNotFound, "key %q not found", keyID)
 	}
 	rec := warden.NewChange(p, "key.revoke", "key", keyID, map[string]any{"identity": id.ID})
-	if err := s.o.Store.RevokeKey(ctx, id.ID, keyID, s.now().UTC(), rec); err != nil {
+	if err := s.o.Store.RevokeAPIKey(ctx, id.ID, keyID, s.now().UTC(), rec); err != nil {
 		return err
 	}
 	s.revoked.Store("k:"+keyID, struct{}{})
@@ -88,7 +88,7 @@ func (s *Service) RevokeKey(ctx context.Context, p warden.Principal, ref, keyID 
 // RevokeIdentityKeys revokes every key of a decommissioned identity. Its
 // tokens already fail the status check; this makes the revocation durable.
 func (s *Service) RevokeIdentityKeys(ctx context.Context, identityID string) error {
-	keys, err := s.o.Store.ListKeys(ctx, identityID)
+	keys, err := s.o.Store.ListAPIKeys(ctx, identityID)
 	if err != nil {
 		return err
 	}

@@ -244,7 +244,7 @@ func (s *Service) lookupKey(ctx context.Context, secret string, admin bool) (*ca
 		}
 		ck.admin = t
 	} else {
-		k, err := s.o.Store.KeyByHash(ctx, h)
+		k, err := s.o.Store.APIKeyByHash(ctx, h)
 		if err != nil {
 			return nil, err
 		}
@@ -406,7 +406,7 @@ func (s *Service) FlushLastUsed(ctx context.Context) error {
 	if err := s.o.Store.TouchIdentities(ctx, ids); err != nil {
 		return err
 	}
-	if err := s.o.Store.TouchKeys(ctx, keys); err != nil {
+	if err := s.o.Store.TouchAPIKeys(ctx, keys); err != nil {
 		return err
 	}
 	return s.o.Store.TouchAdminTokens(ctx, admins)

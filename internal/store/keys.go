@@ -28,8 +28,8 @@ func scanKey(sc interface{ Scan(...any) error }) (*authn.Key, error) {
 	return &k, nil
 }
 
-// CreateKey implements authn.Store.
-func (s *Store) CreateKey(ctx context.Context, k *authn.Key, rec warden.Change) error {
+// CreateAPIKey implements authn.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k *authn.Key, rec warden.Change) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `INSERT INTO api_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.IdentityID, k.Hash, k.Hint, micros(k.CreatedAt), k.CreatedBy, nullMicros(k.ExpiresAt), nullMicros(k.RevokedAt), nullMicros(k.LastUsedAt)); err != nil {
@@ -39,14 +39,14 @@ func (s *Store) CreateKey(ctx context.Context, k *authn.Key, rec warden.Change) 
 	})
 }
 
-// KeyByHash implements authn.Store.
-func (s *Store) KeyByHash(ctx context.Context, hash string) (*authn.Key, error) {
+// APIKeyByHash implements authn.Store.
+func (s *Store) APIKeyByHash(ctx context.Context, hash string) (*authn.Key, error) {
 	k, err := scanKey(s.queryRow(ctx, s.db, `SELECT `+keyCols+` FROM api_keys WHERE hash = ?`, hash))
 	return k, s.dbErr(err)
 }
 
-// ListKeys implements authn.Store, oldest first.
-func (s *Store) ListKeys(ctx context.Context, identityID string) ([]*authn.Key, error) {
+// ListAPIKeys implements authn.Store, oldest first.
+func (s *Store) ListAPIKeys(ctx context.Context, identityID string) ([]*authn.Key, error) {
 	rows, err := s.query(ctx, s.db, `SELECT `+keyCols+` FROM api_keys WHERE identity_id = ? ORDER BY created_at, id`, identityID)
 	if err != nil {
 		return nil, err
@@ -63,9 +63,9 @@ func (s *Store) ListKeys(ctx context.Context, identityID string) ([]*authn.Key, 
 	return out, s.dbErr(rows.Err())
 }
 
-// RevokeKey implements authn.Store. Revoking an already revoked key keeps
+// RevokeAPIKey implements authn.Store. Revoking an already revoked key keeps
 // the first revocation time.
-func (s *Store) RevokeKey(ctx context.Context, identityID, keyID string, at time.Time, rec warden.Change) error {
+func (s *Store) RevokeAPIKey(ctx context.Context, identityID, keyID string, at time.Time, rec warden.Change) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND identity_id = ?`, micros(at), keyID, identityID)
 		if err != nil {
@@ -195,8 +195,8 @@ func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, e
 	return out, s.dbErr(rows.Err())
 }
 
-// TouchKeys implements authn.Store.
-func (s *Store) TouchKeys(ctx context.Context, at map[string]int64) error {
+// TouchAPIKeys implements authn.Store.
+func (s *Store) TouchAPIKeys(ctx context.Context, at map[string]int64) error {
 	return s.touch(ctx, "api_keys", at)
 }
 

@@ -178,20 +178,20 @@ func TestKeyStore(t *testing.T) {
 		}
 		exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
 		k := &authn.Key{ID: warden.NewID(warden.PrefixKey), IdentityID: id.ID, Hash: "h1", Hint: "wdn_ak_abcd...", CreatedAt: time.Now().UTC(), CreatedBy: "root", ExpiresAt: &exp}
-		if err := s.CreateKey(ctx, k, rec("key.create", k.ID)); err != nil {
+		if err := s.CreateAPIKey(ctx, k, rec("key.create", k.ID)); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.KeyByHash(ctx, "h1")
+		got, err := s.APIKeyByHash(ctx, "h1")
 		if err != nil || got.ID != k.ID || got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) || got.RevokedAt != nil {
 			t.Fatalf("by hash: %+v %v", got, err)
 		}
-		if _, err := s.KeyByHash(ctx, "nope"); !warden.IsCode(err, warden.CodeNotFound) {
+		if _, err := s.APIKeyByHash(ctx, "nope"); !warden.IsCode(err, warden.CodeNotFound) {
 			t.Fatalf("missing: %v", err)
 		}
-		if err := s.RevokeKey(ctx, "nhi_other", k.ID, time.Now(), rec("key.revoke", k.ID)); !warden.IsCode(err, warden.CodeNotFound) {
+		if err := s.RevokeAPIKey(ctx, "nhi_other", k.ID, time.Now(), rec("key.revoke", k.ID)); !warden.IsCode(err, warden.CodeNotFound) {
 			t.Fatalf("revoke via other identity: %v", err)
 		}
-		if err := s.RevokeKey(ctx, id.ID, k.ID, time.Now(), rec("key.revoke", k.ID)); err != nil {
+		if err := s.RevokeAPIKey(ctx, id.ID, k.ID, time.Now(), rec("key.revoke", k.ID)); err != nil {
 			t.Fatal(err)
 		}
 		rev, err := s.RevocationState(ctx, time.Now())
@@ -219,10 +219,10 @@ func TestKeyStore(t *testing.T) {
 		if err != nil || len(gotA.Roles) != 2 || gotA.Subject != "bob@example.com" {
 			t.Fatalf("admin by hash: %+v %v", gotA, err)
 		}
-		if err := s.TouchKeys(ctx, map[string]int64{k.ID: time.Now().UnixMicro()}); err != nil {
+		if err := s.TouchAPIKeys(ctx, map[string]int64{k.ID: time.Now().UnixMicro()}); err != nil {
 			t.Fatal(err)
 		}
-		keys, _ := s.ListKeys(ctx, id.ID)
+		keys, _ := s.ListAPIKeys(ctx, id.ID)
 		if len(keys) != 1 || keys[0].LastUsedAt == nil {
 			t.Fatalf("touch: %+v", keys)
 		}
