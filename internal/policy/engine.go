@@ -1,0 +1,697 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
+)
+
+// Identity is what policy knows about the caller: a copy of the identity
+// record made by the caller (the gate), which also checked its status.
+type Identity struct {
+	ID          string
+	Name        string
+	Type        string
+	Owner       string
+	Environment string
+	Labels      map[string]string
+}
+
+// Request is one question to Decide. Maps are read, never modified, and must
+// not be modified by the caller while Decide runs.
+type Request struct {
+	Identity Identity
+	// Action is "connector:operation".
+	Action string
+	// Class is the operation's class (read, write, ...), empty when the
+	// connector or operation is unknown.
+	Class    string
+	Resource map[string]any
+	Params   map[string]any
+	Context  map[string]any
+	// Time is the request's time for conditions and not_before/expires_at;
+	// zero means the engine's clock. Rate limits always use the engine's
+	// clock.
+	Time   time.Time
+	IP     string
+	Method string
+	Path   string
+	// Approved says the caller validated an approval for exactly this call:
+	// a matching require_approval rule then allows it.
+	Approved bool
+	// DryRun asks without counting toward rate limits.
+	DryRun bool
+	// Explain fills Decision.Trace.
+	Explain bool
+}
+
+// Code is the decision code clients see.
+type Code string
+
+// Decision codes (a contract: clients match on them).
+const (
+	CodeAllowed          Code = "allowed"
+	CodeDenied           Code = "denied"
+	CodeApprovalRequired Code = "approval_required"
+	CodeRateLimited      Code = "rate_limited"
+	CodePolicyError      Code = "policy_error"
+	CodeNoMatchingPolicy Code = "no_matching_policy"
+)
+
+// Match names one rule that matched the request.
+type Match struct {
+	Policy string `json:"policy"`
+	Rule   string `json:"rule"`
+	Effect Effect `json:"effect"`
+	// Error is set when the rule matched because its condition failed to
+	// evaluate (deny and require_approval fail closed).
+	Error string `json:"error,omitempty"`
+}
+
+// Trace results: why a considered rule did or did not match.
+const (
+	TraceMatched        = "matched"
+	TraceActionMismatch = "action_mismatch"
+	TraceNotYetValid    = "not_yet_valid"
+	TraceExpired        = "expired"
+	TraceConditionFalse = "condition_false"
+	TraceConditionError = "condition_error"
+	TraceOverLimit      = "over_limit"
+)
+
+// TraceEntry explains one rule considered by Decide.
+type TraceEntry struct {
+	Policy string `json:"policy"`
+	Rule   string `json:"rule"`
+	Effect Effect `json:"effect"`
+	Result string `json:"result"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// Decision is Decide's answer. Policy and Rule name the deciding rule and are
+// empty when no rule decided (no_matching_policy).
+type Decision struct {
+	Effect     Effect        `json:"decision"`
+	Code       Code          `json:"code"`
+	Reason     string        `json:"reason"`
+	Policy     string        `json:"policy"`
+	Rule       string        `json:"rule"`
+	RetryAfter time.Duration `json:"-"`
+	Matched    []Match       `json:"matched,omitempty"`
+	// Trace lists, with Request.Explain, every rule of every policy whose
+	// subjects match the identity, in deciding order.
+	Trace []TraceEntry `json:"trace,omitempty"`
+}
+
+// RetryAfterSeconds returns RetryAfter rounded up to whole seconds (at least 1
+// for a rate-limited decision), as HTTP's Retry-After wants it.
+func (d *Decision) RetryAfterSeconds() int64 {
+	if d.RetryAfter <= 0 {
+		if d.Code == CodeRateLimited {
+			return 1
+		}
+		return 0
+	}
+	return int64((d.RetryAfter + time.Second - 1) / time.Second)
+}
+
+// Options configure an Engine.
+type Options struct {
+	// Now is the server clock (rate-limit windows, and the request time when
+	// a Request has none). Default time.Now.
+	Now func() time.Time
+	// Limiter keeps rate-limit counters. Default: a new MemoryLimiter.
+	Limiter Limiter
+}
+
+// Engine holds the compiled policies in force and answers Decide. Writers
+// (Put, Delete, Replace) build a new immutable snapshot with its index and
+// swap it in atomically; a decision sees either the old or the new snapshot,
+// never a half-applied change. Decide takes no lock.
+type Engine struct {
+	mu   sync.Mutex // serialises writers
+	snap atomic.Pointer[snapshot]
+	now  func() time.Time
+	lim  Limiter
+}
+
+// NewEngine returns an engine with no policies: every decision is deny
+// (no_matching_policy) until policies are put.
+func NewEngine(opts Options) *Engine {
+	e := &Engine{now: opts.Now, lim: opts.Limiter}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.lim == nil {
+		e.lim = NewMemoryLimiter(0)
+	}
+	e.snap.Store(buildSnapshot(map[string]*Policy{}))
+	return e
+}
+
+// Put adds p or replaces the policy of the same name. Rate-limit counters are
+// keyed by policy name and rule id, so they carry over.
+func (e *Engine) Put(p *Policy) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load().byName
+	m := make(map[string]*Policy, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[p.name] = p
+	e.snap.Store(buildSnapshot(m))
+}
+
+// Delete removes the named policy and reports whether it was there.
+func (e *Engine) Delete(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load().byName
+	if _, ok := old[name]; !ok {
+		return false
+	}
+	m := make(map[string]*Policy, len(old))
+	for k, v := range old {
+		if k != name {
+			m[k] = v
+		}
+	}
+	e.snap.Store(buildSnapshot(m))
+	return true
+}
+
+// Replace swaps in exactly the given policies (for loading from storage or a
+// change notification). When names repeat, the last one wins.
+func (e *Engine) Replace(ps []*Policy) {
+	m := make(map[string]*Policy, len(ps))
+	for _, p := range ps {
+		m[p.name] = p
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.snap.Store(buildSnapshot(m))
+}
+
+// Get returns the policy in force with the given name.
+func (e *Engine) Get(name string) (*Policy, bool) {
+	p, ok := e.snap.Load().byName[name]
+	return p, ok
+}
+
+// Policies returns the policies in force, sorted by name.
+func (e *Engine) Policies() []*Policy {
+	return slices.Clone(e.snap.Load().sorted)
+}
+
+// ---- index ----
+
+type ruleRef struct {
+	r   *rule
+	ord int32 // position in deciding order: policy name, then rule order
+}
+
+type patRef struct {
+	ruleRef
+	p *pattern
+}
+
+// bucket indexes the rules that apply to one subject by action.
+type bucket struct {
+	exact map[string][]ruleRef // full action -> rules
+	conn  map[string][]patRef  // literal connector -> rules with an operation pattern
+	wild  []patRef             // patterns with a wildcard connector
+	all   []ruleRef            // the pattern "*"
+	every []ruleRef            // every rule, for Explain
+}
+
+type labelKV struct{ k, v string }
+
+type selEntry struct {
+	sel    Selector
+	labels []labelKV
+	b      *bucket
+}
+
+func (s *selEntry) matches(id *Identity) bool {
+	if (s.sel.Type != "" && s.sel.Type != id.Type) ||
+		(s.sel.Environment != "" && s.sel.Environment != id.Environment) ||
+		(s.sel.Owner != "" && s.sel.Owner != id.Owner) {
+		return false
+	}
+	for _, kv := range s.labels {
+		if v, ok := id.Labels[kv.k]; !ok || v != kv.v {
+			return false
+		}
+	}
+	return true
+}
+
+type snapshot struct {
+	byName map[string]*Policy
+	sorted []*Policy
+	idents map[string]*bucket // identity name or id -> bucket
+	// Selectors are indexed by one field each, the most selective given:
+	// the first label, else type, else environment, else owner, else open.
+	byLabel map[labelKV][]*selEntry
+	byType  map[string][]*selEntry
+	byEnv   map[string][]*selEntry
+	byOwner map[string][]*selEntry
+	open    []*selEntry
+}
+
+func selectorKey(s *Selector) string {
+	var b strings.Builder
+	b.WriteString(s.Type)
+	b.WriteByte(0)
+	b.WriteString(s.Environment)
+	b.WriteByte(0)
+	b.WriteString(s.Owner)
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteByte(0)
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(s.Labels[k])
+	}
+	return b.String()
+}
+
+func newBucket() *bucket {
+	return &bucket{exact: map[string][]ruleRef{}, conn: map[string][]patRef{}}
+}
+
+func (b *bucket) add(p *Policy, first int32) {
+	for i, r := range p.rules {
+		ref := ruleRef{r: r, ord: first + int32(i)}
+		b.every = append(b.every, ref)
+		for j := range r.patterns {
+			pat := &r.patterns[j]
+			switch {
+			case pat.all:
+				b.all = append(b.all, ref)
+			case pat.connLit && pat.opLit:
+				b.exact[pat.raw] = append(b.exact[pat.raw], ref)
+			case pat.connLit:
+				b.conn[pat.conn] = append(b.conn[pat.conn], patRef{ref, pat})
+			default:
+				b.wild = append(b.wild, patRef{ref, pat})
+			}
+		}
+	}
+}
+
+func buildSnapshot(m map[string]*Policy) *snapshot {
+	s := &snapshot{
+		byName:  m,
+		idents:  map[string]*bucket{},
+		byLabel: map[labelKV][]*selEntry{},
+		byType:  map[string][]*selEntry{},
+		byEnv:   map[string][]*selEntry{},
+		byOwner: map[string][]*selEntry{},
+	}
+	for _, p := range m {
+		s.sorted = append(s.sorted, p)
+	}
+	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].name < s.sorted[j].name })
+	sels := map[string]*selEntry{}
+	var ord int32
+	for _, p := range s.sorted {
+		seen := map[*bucket]bool{}
+		for _, sub := range p.subjects {
+			var b *bucket
+			if sub.sel == nil {
+				if b = s.idents[sub.identity]; b == nil {
+					b = newBucket()
+					s.idents[sub.identity] = b
+				}
+			} else {
+				key := selectorKey(sub.sel)
+				se := sels[key]
+				if se == nil {
+					se = &selEntry{sel: *sub.sel, b: newBucket()}
+					for k, v := range sub.sel.Labels {
+						se.labels = append(se.labels, labelKV{k, v})
+					}
+					sort.Slice(se.labels, func(i, j int) bool { return se.labels[i].k < se.labels[j].k })
+					sels[key] = se
+					switch {
+					case len(se.labels) > 0:
+						s.byLabel[se.labels[0]] = append(s.byLabel[se.labels[0]], se)
+					case se.sel.Type != "":
+						s.byType[se.sel.Type] = append(s.byType[se.sel.Type], se)
+					case se.sel.Environment != "":
+						s.byEnv[se.sel.Environment] = append(s.byEnv[se.sel.Environment], se)
+					case se.sel.Owner != "":
+						s.byOwner[se.sel.Owner] = append(s.byOwner[se.sel.Owner], se)
+					default:
+						s.open = append(s.open, se)
+					}
+				}
+				b = se.b
+			}
+			if !seen[b] {
+				seen[b] = true
+				b.add(p, ord)
+			}
+		}
+		ord += int32(len(p.rules))
+	}
+	return s
+}
+
+// buckets calls fn for every bucket whose subject matches the identity.
+func (s *snapshot) buckets(id *Identity, fn func(*bucket)) {
+	if b := s.idents[id.Name]; b != nil && id.Name != "" {
+		fn(b)
+	}
+	if id.ID != "" && id.ID != id.Name {
+		if b := s.idents[id.ID]; b != nil {
+			fn(b)
+		}
+	}
+	try := func(list []*selEntry) {
+		for _, se := range list {
+			if se.matches(id) {
+				fn(se.b)
+			}
+		}
+	}
+	if len(s.byLabel) > 0 {
+		for k, v := range id.Labels {
+			try(s.byLabel[labelKV{k, v}])
+		}
+	}
+	if id.Type != "" {
+		try(s.byType[id.Type])
+	}
+	if id.Environment != "" {
+		try(s.byEnv[id.Environment])
+	}
+	if id.Owner != "" {
+		try(s.byOwner[id.Owner])
+	}
+	try(s.open)
+}
+
+// candidates appends the rules that apply to the identity and whose patterns
+// match the action (every rule of the identity's policies with all), sorted in
+// deciding order without duplicates.
+func (s *snapshot) candidates(out []ruleRef, id *Identity, action, conn, op string, all bool) []ruleRef {
+	s.buckets(id, func(b *bucket) {
+		if all {
+			out = append(out, b.every...)
+			return
+		}
+		out = append(out, b.exact[action]...)
+		for i := range b.conn[conn] {
+			pr := &b.conn[conn][i]
+			if pr.p.match(conn, op) {
+				out = append(out, pr.ruleRef)
+			}
+		}
+		for i := range b.wild {
+			pr := &b.wild[i]
+			if pr.p.match(conn, op) {
+				out = append(out, pr.ruleRef)
+			}
+		}
+		out = append(out, b.all...)
+	})
+	if len(out) > 1 {
+		// Insertion sort: candidate lists are short, and this allocates nothing.
+		for i := 1; i < len(out); i++ {
+			for j := i; j > 0 && out[j].ord < out[j-1].ord; j-- {
+				out[j], out[j-1] = out[j-1], out[j]
+			}
+		}
+		w := 1
+		for i := 1; i < len(out); i++ {
+			if out[i].ord != out[w-1].ord {
+				out[w] = out[i]
+				w++
+			}
+		}
+		out = out[:w]
+	}
+	return out
+}
+
+func (r *rule) matchesAction(conn, op string) bool {
+	for i := range r.patterns {
+		if r.patterns[i].match(conn, op) {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- evaluation ----
+
+// evalInput is the CEL activation for one decision. It is pooled: Decide
+// allocates none per call.
+type evalInput struct {
+	req *Request
+	act actionInfo
+	rq  requestInfo
+}
+
+var inputPool = sync.Pool{New: func() any { return new(evalInput) }}
+
+// ResolveName implements interpreter.Activation.
+func (in *evalInput) ResolveName(name string) (any, bool) {
+	switch name {
+	case "identity":
+		return &in.req.Identity, true
+	case "action":
+		return &in.act, true
+	case "request":
+		return &in.rq, true
+	case "params":
+		return orEmpty(in.req.Params), true
+	case "resource":
+		return orEmpty(in.req.Resource), true
+	case "context":
+		return orEmpty(in.req.Context), true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (in *evalInput) Parent() interpreter.Activation { return nil }
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return emptyMap
+	}
+	return m
+}
+
+// eval runs the rule's condition. Loops run under the cost limit and the
+// context's deadline; straight-line conditions are bounded by their size and
+// the context is checked once per decision instead.
+func (r *rule) eval(ctx context.Context, in *evalInput) (bool, error) {
+	var out ref.Val
+	var err error
+	if r.ctxEval {
+		out, _, err = r.prg.ContextEval(ctx, in)
+	} else {
+		out, _, err = r.prg.Eval(in)
+	}
+	if err != nil {
+		return false, err
+	}
+	b, ok := out.(types.Bool)
+	if !ok {
+		return false, fmt.Errorf("condition returned %s, not bool", out.Type().TypeName())
+	}
+	return bool(b), nil
+}
+
+const reasonNoMatch = "no policy rule allows this action for this identity"
+
+// Decide answers one request. It never fails: every problem (malformed action,
+// condition errors, an unavailable limiter, a cancelled context) is a deny
+// with a code and a reason. With req.DryRun, rate limits are checked but not
+// counted.
+func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
+	conn, op, err := ParseAction(req.Action)
+	if err != nil {
+		return Decision{Effect: Deny, Code: CodePolicyError, Reason: "malformed action: " + err.Error()}
+	}
+	s := e.snap.Load()
+	now := req.Time
+	if now.IsZero() {
+		now = e.now()
+	}
+	var cbuf [32]ruleRef
+	cands := s.candidates(cbuf[:0], &req.Identity, req.Action, conn, op, req.Explain)
+	if len(cands) == 0 {
+		return Decision{Effect: Deny, Code: CodeNoMatchingPolicy, Reason: reasonNoMatch}
+	}
+	ctxErr := ctx.Err()
+
+	in := inputPool.Get().(*evalInput)
+	in.req = req
+	in.act = actionInfo{Name: req.Action, Connector: conn, Operation: op, Class: req.Class}
+	in.rq = requestInfo{Time: now, IP: req.IP, Method: req.Method, Path: req.Path}
+	defer func() {
+		*in = evalInput{}
+		inputPool.Put(in)
+	}()
+
+	var (
+		mbuf     [16]Match
+		matched  = mbuf[:0]
+		abuf     [16]*rule
+		allows   = abuf[:0]
+		deny     *rule
+		denyErr  string
+		appr     *rule
+		apprErr  string
+		allowErr *rule
+		allowMsg string
+		trace    []TraceEntry
+	)
+	note := func(r *rule, result, detail string) {
+		if req.Explain {
+			trace = append(trace, TraceEntry{Policy: r.pol.name, Rule: r.id, Effect: r.effect, Result: result, Detail: detail})
+		}
+	}
+	for _, c := range cands {
+		r := c.r
+		if req.Explain && !r.matchesAction(conn, op) {
+			note(r, TraceActionMismatch, "no pattern of the rule matches "+req.Action)
+			continue
+		}
+		if !r.notBefore.IsZero() && now.Before(r.notBefore) {
+			note(r, TraceNotYetValid, "applies from "+r.notBefore.Format(time.RFC3339))
+			continue
+		}
+		if !r.expiresAt.IsZero() && !now.Before(r.expiresAt) {
+			note(r, TraceExpired, "expired at "+r.expiresAt.Format(time.RFC3339))
+			continue
+		}
+		var evalMsg string
+		if r.prg != nil {
+			ok, err := false, ctxErr
+			if err == nil {
+				ok, err = r.eval(ctx, in)
+			}
+			if err != nil {
+				evalMsg = err.Error()
+				if r.effect == Allow {
+					// An erroring allow never grants.
+					if allowErr == nil {
+						allowErr, allowMsg = r, evalMsg
+					}
+					note(r, TraceConditionError, evalMsg+" (an allow rule whose condition fails does not match)")
+					continue
+				}
+				note(r, TraceConditionError, evalMsg+" (a "+string(r.effect)+" rule whose condition fails matches: fail closed)")
+			} else if !ok {
+				note(r, TraceConditionFalse, "condition is false")
+				continue
+			}
+		}
+		if evalMsg == "" {
+			note(r, TraceMatched, "")
+		}
+		matched = append(matched, Match{Policy: r.pol.name, Rule: r.id, Effect: r.effect, Error: evalMsg})
+		switch r.effect {
+		case Deny:
+			if deny == nil {
+				deny, denyErr = r, evalMsg
+			}
+		case RequireApproval:
+			if appr == nil {
+				appr, apprErr = r, evalMsg
+			}
+		case Allow:
+			allows = append(allows, r)
+		}
+	}
+
+	var d Decision
+	switch {
+	case deny != nil:
+		d = Decision{Effect: Deny, Code: CodeDenied, Policy: deny.pol.name, Rule: deny.id, Reason: "denied by " + deny.matchReason}
+		if denyErr != "" {
+			d.Reason += " (its condition failed to evaluate, so it applies: " + denyErr + ")"
+		}
+	case appr != nil && req.Approved:
+		d = Decision{Effect: Allow, Code: CodeAllowed, Policy: appr.pol.name, Rule: appr.id, Reason: "allowed with an approval required by " + appr.matchReason}
+	case appr != nil:
+		d = Decision{Effect: RequireApproval, Code: CodeApprovalRequired, Policy: appr.pol.name, Rule: appr.id, Reason: "approval required by " + appr.matchReason}
+		if apprErr != "" {
+			d.Reason += " (its condition failed to evaluate, so it applies: " + apprErr + ")"
+		}
+	case len(allows) > 0:
+		d = e.allowWithinLimits(ctx, req, allows, &trace)
+	case allowErr != nil:
+		d = Decision{Effect: Deny, Code: CodePolicyError, Policy: allowErr.pol.name, Rule: allowErr.id,
+			Reason: "the condition of " + allowErr.matchReason + " failed to evaluate, so it does not allow: " + allowMsg}
+	default:
+		d = Decision{Effect: Deny, Code: CodeNoMatchingPolicy, Reason: reasonNoMatch}
+	}
+	if len(matched) > 0 {
+		d.Matched = slices.Clone(matched)
+	}
+	d.Trace = trace
+	return d
+}
+
+// allowWithinLimits picks the first matching allow rule within its limit and
+// counts the call against it (unless dry run). When every one is over its
+// limit the call is rate_limited with the soonest reset.
+func (e *Engine) allowWithinLimits(ctx context.Context, req *Request, allows []*rule, trace *[]TraceEntry) Decision {
+	var over *rule
+	var retry time.Duration
+	idKey := req.Identity.ID
+	if idKey == "" {
+		idKey = req.Identity.Name
+	}
+	for _, r := range allows {
+		if r.limit == nil {
+			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: "allowed by " + r.matchReason}
+		}
+		res, err := e.lim.Take(ctx, LimitKey{Policy: r.pol.name, Rule: r.id, Identity: idKey}, *r.limit, e.now(), !req.DryRun)
+		if err != nil {
+			return Decision{Effect: Deny, Code: CodePolicyError, Policy: r.pol.name, Rule: r.id,
+				Reason: "the rate limit of " + r.matchReason + " could not be checked, so it does not allow: " + err.Error()}
+		}
+		if res.Allowed {
+			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: "allowed by " + r.matchReason}
+		}
+		if req.Explain {
+			for i := range *trace {
+				t := &(*trace)[i]
+				if t.Policy == r.pol.name && t.Rule == r.id {
+					t.Result = TraceOverLimit
+					t.Detail = fmt.Sprintf("matched, but the limit of %d per %s is used up; resets in %s", r.limit.Count, r.limit.Per, res.RetryAfter.Round(time.Second))
+				}
+			}
+		}
+		if over == nil || res.RetryAfter < retry {
+			if over == nil {
+				over = r
+			}
+			retry = res.RetryAfter
+		}
+	}
+	return Decision{Effect: Deny, Code: CodeRateLimited, Policy: over.pol.name, Rule: over.id, RetryAfter: retry,
+		Reason: fmt.Sprintf("rate limit of %s reached (%d per %s)", over.matchReason, over.limit.Count, over.limit.Per)}
+}
