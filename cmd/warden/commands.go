@@ -5,5 +5,12 @@ import "github.com/spf13/cobra"
 // commands lists every top-level subcommand; one line each, so a reader
 // sees the whole CLI here.
 func commands(c *cli) []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{
+		newServeCmd(c),
+		newIdentityCmd(c),
+		newKeyCmd(c),
+		newTokenCmd(c),
+		newWhoamiCmd(c),
+		newAdminTokenCmd(c),
+	}
 }

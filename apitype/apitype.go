@@ -1,0 +1,229 @@
+// Package apitype holds the REST API's wire types: what clients send and
+// receive. They are separate from the domain types so the domain can change
+// without breaking clients. Standard library only.
+package apitype
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Problem is an RFC 9457 problem document. Code is stable; clients match on
+// it, never on Detail.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Code      string `json:"code"`
+	Field     string `json:"field,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Identity is a non-human identity.
+type Identity struct {
+	ID              string            `json:"id"`
+	Name            string            `json:"name"`
+	Type            string            `json:"type"`
+	Owner           string            `json:"owner"`
+	Description     string            `json:"description"`
+	Environment     string            `json:"environment"`
+	Labels          map[string]string `json:"labels"`
+	Status          string            `json:"status"`
+	StatusReason    string            `json:"status_reason"`
+	StatusActor     string            `json:"status_actor"`
+	StatusChangedAt time.Time         `json:"status_changed_at"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	LastUsedAt      *time.Time        `json:"last_used_at"`
+}
+
+// CreateIdentity is the body of POST /v1/identities.
+type CreateIdentity struct {
+	Name        string            `json:"name"`
+	Type        string            `json:"type"`
+	Owner       string            `json:"owner"`
+	Description string            `json:"description,omitempty"`
+	Environment string            `json:"environment,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// UpdateIdentity is the body of PATCH /v1/identities/{id}; absent fields
+// stay as they are; labels replaces every label.
+type UpdateIdentity struct {
+	Type        *string            `json:"type,omitempty"`
+	Owner       *string            `json:"owner,omitempty"`
+	Description *string            `json:"description,omitempty"`
+	Environment *string            `json:"environment,omitempty"`
+	Labels      *map[string]string `json:"labels,omitempty"`
+}
+
+// IdentityList is a page of identities.
+type IdentityList struct {
+	Identities []Identity `json:"identities"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+// StatusRequest is the body of suspend, resume and delete.
+type StatusRequest struct {
+	Reason string `json:"reason"`
+}
+
+// StatusChange is one entry of an identity's status history.
+type StatusChange struct {
+	Status string    `json:"status"`
+	Reason string    `json:"reason"`
+	Actor  string    `json:"actor"`
+	At     time.Time `json:"at"`
+}
+
+// StatusHistory lists status changes, oldest first.
+type StatusHistory struct {
+	History []StatusChange `json:"history"`
+}
+
+// CreateKey is the body of POST /v1/identities/{id}/keys.
+type CreateKey struct {
+	ExpiresIn Duration `json:"expires_in,omitempty"`
+}
+
+// KeyCreated is the answer to key creation; Key is shown only here.
+type KeyCreated struct {
+	KeyID     string     `json:"key_id"`
+	Key       string     `json:"key"`
+	Identity  string     `json:"identity"`
+	ExpiresAt *time.Time `json:"expires_at"`
+}
+
+// Key is an API key's metadata.
+type Key struct {
+	KeyID      string     `json:"key_id"`
+	Identity   string     `json:"identity"`
+	Hint       string     `json:"hint"`
+	CreatedAt  time.Time  `json:"created_at"`
+	CreatedBy  string     `json:"created_by"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+// KeyList lists an identity's keys.
+type KeyList struct {
+	Keys []Key `json:"keys"`
+}
+
+// TokenResponse is the OAuth2 token endpoint's answer (RFC 6749 5.1).
+type TokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+// OAuthError is the OAuth2 token endpoint's error (RFC 6749 5.2), with
+// Warden's stable code alongside.
+type OAuthError struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description,omitempty"`
+	Code             string `json:"code"`
+}
+
+// CreateAdminToken is the body of POST /v1/admin-tokens.
+type CreateAdminToken struct {
+	Name      string   `json:"name"`
+	Subject   string   `json:"subject"`
+	Roles     []string `json:"roles"`
+	ExpiresIn Duration `json:"expires_in,omitempty"`
+}
+
+// AdminToken is an admin token's metadata; Token is set only at creation.
+type AdminToken struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Subject    string     `json:"subject"`
+	Roles      []string   `json:"roles"`
+	Token      string     `json:"token,omitempty"`
+	Hint       string     `json:"hint"`
+	CreatedAt  time.Time  `json:"created_at"`
+	CreatedBy  string     `json:"created_by"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+}
+
+// AdminTokenList lists admin tokens.
+type AdminTokenList struct {
+	AdminTokens []AdminToken `json:"admin_tokens"`
+}
+
+// Change is one recorded admin change.
+type Change struct {
+	ID         string         `json:"id"`
+	At         time.Time      `json:"at"`
+	Actor      string         `json:"actor"`
+	Action     string         `json:"action"`
+	TargetKind string         `json:"target_kind"`
+	Target     string         `json:"target"`
+	Detail     map[string]any `json:"detail"`
+}
+
+// ChangeList lists admin changes, newest first.
+type ChangeList struct {
+	Changes []Change `json:"changes"`
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status string            `json:"status"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
+// Duration accepts a number of seconds, a Go duration ("90m") or a number
+// of days ("7d"), and encodes as whole seconds.
+type Duration time.Duration
+
+// MarshalJSON encodes whole seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatInt(int64(time.Duration(d)/time.Second), 10)), nil
+}
+
+// UnmarshalJSON accepts seconds, "90m" or "7d".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		secs, err := n.Int64()
+		if err != nil || secs < 0 {
+			return fmt.Errorf("duration must be a whole, non-negative number of seconds")
+		}
+		*d = Duration(time.Duration(secs) * time.Second)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be seconds or a string like \"90m\" or \"7d\"")
+	}
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses a Go duration or a number of days ("7d").
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 32)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid duration %q (use e.g. \"90m\", \"24h\" or \"7d\")", s)
+	}
+	return v, nil
+}

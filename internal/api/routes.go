@@ -1,0 +1,63 @@
+package api
+
+import (
+	"net/http"
+	"reflect"
+
+	"warden/apitype"
+)
+
+// Who may call a route. Fine-grained permissions (roles, ownership) are
+// decided by the domain services; this is the outer gate.
+const (
+	authNone  = "none"  // public: health, metrics, token endpoint
+	authAdmin = "admin" // admin tokens only; an agent's credential gets 403
+	authAgent = "agent" // an identity's API key or access token
+	authAny   = "any"   // either
+)
+
+// route is one API operation. The table below is the whole API: it is
+// served, and the OpenAPI document is generated from it.
+type route struct {
+	Method   string
+	Pattern  string
+	Auth     string
+	Summary  string
+	Request  reflect.Type // JSON body, if any
+	Response reflect.Type // 2xx JSON body, if any
+	Status   int          // success status (default 200)
+	Query    []string     // documented query parameters
+	Handler  func(http.ResponseWriter, *http.Request) error
+}
+
+func typeOf[T any]() reflect.Type { return reflect.TypeFor[T]() }
+
+func (a *API) routes() []route {
+	return []route{
+		{Method: "GET", Pattern: "/healthz", Auth: authNone, Summary: "Liveness", Response: typeOf[apitype.Health](), Handler: a.healthz},
+		{Method: "GET", Pattern: "/readyz", Auth: authNone, Summary: "Readiness (database reachable, start-up finished)", Response: typeOf[apitype.Health](), Handler: a.readyz},
+		{Method: "GET", Pattern: "/metrics", Auth: authNone, Summary: "Prometheus metrics", Handler: a.metricsHandler},
+		{Method: "GET", Pattern: "/openapi.json", Auth: authNone, Summary: "This API's OpenAPI 3.1 document", Handler: a.openapi},
+
+		{Method: "POST", Pattern: "/v1/identities", Auth: authAdmin, Summary: "Create an identity", Request: typeOf[apitype.CreateIdentity](), Response: typeOf[apitype.Identity](), Status: 201, Handler: a.createIdentity},
+		{Method: "GET", Pattern: "/v1/identities", Auth: authAdmin, Summary: "List identities", Response: typeOf[apitype.IdentityList](), Query: []string{"type", "owner", "status", "label", "limit", "cursor"}, Handler: a.listIdentities},
+		{Method: "GET", Pattern: "/v1/identities/{id}", Auth: authAdmin, Summary: "Get an identity by id or name", Response: typeOf[apitype.Identity](), Handler: a.getIdentity},
+		{Method: "PATCH", Pattern: "/v1/identities/{id}", Auth: authAdmin, Summary: "Update an identity", Request: typeOf[apitype.UpdateIdentity](), Response: typeOf[apitype.Identity](), Handler: a.updateIdentity},
+		{Method: "DELETE", Pattern: "/v1/identities/{id}", Auth: authAdmin, Summary: "Decommission an identity (final; record and history stay)", Response: typeOf[apitype.Identity](), Handler: a.decommissionIdentity},
+		{Method: "POST", Pattern: "/v1/identities/{id}/suspend", Auth: authAdmin, Summary: "Suspend an identity", Request: typeOf[apitype.StatusRequest](), Response: typeOf[apitype.Identity](), Handler: a.suspendIdentity},
+		{Method: "POST", Pattern: "/v1/identities/{id}/resume", Auth: authAdmin, Summary: "Resume a suspended identity", Request: typeOf[apitype.StatusRequest](), Response: typeOf[apitype.Identity](), Handler: a.resumeIdentity},
+		{Method: "GET", Pattern: "/v1/identities/{id}/history", Auth: authAdmin, Summary: "Status history of an identity", Response: typeOf[apitype.StatusHistory](), Handler: a.identityHistory},
+		{Method: "POST", Pattern: "/v1/identities/{id}/keys", Auth: authAdmin, Summary: "Create an API key (shown once)", Request: typeOf[apitype.CreateKey](), Response: typeOf[apitype.KeyCreated](), Status: 201, Handler: a.createKey},
+		{Method: "GET", Pattern: "/v1/identities/{id}/keys", Auth: authAdmin, Summary: "List an identity's API keys", Response: typeOf[apitype.KeyList](), Handler: a.listKeys},
+		{Method: "DELETE", Pattern: "/v1/identities/{id}/keys/{key_id}", Auth: authAdmin, Summary: "Revoke an API key", Status: 204, Handler: a.revokeKey},
+
+		{Method: "POST", Pattern: "/v1/admin-tokens", Auth: authAdmin, Summary: "Create an admin token (shown once)", Request: typeOf[apitype.CreateAdminToken](), Response: typeOf[apitype.AdminToken](), Status: 201, Handler: a.createAdminToken},
+		{Method: "GET", Pattern: "/v1/admin-tokens", Auth: authAdmin, Summary: "List admin tokens", Response: typeOf[apitype.AdminTokenList](), Handler: a.listAdminTokens},
+		{Method: "DELETE", Pattern: "/v1/admin-tokens/{id}", Auth: authAdmin, Summary: "Revoke an admin token", Status: 204, Handler: a.revokeAdminToken},
+		{Method: "GET", Pattern: "/v1/changes", Auth: authAdmin, Summary: "Recorded admin changes, newest first", Response: typeOf[apitype.ChangeList](), Query: []string{"target", "limit"}, Handler: a.listChanges},
+
+		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
+		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
+		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},
+	}
+}

@@ -1,0 +1,149 @@
+// Package config loads the server's configuration: defaults, then a YAML
+// file (unknown keys are errors), then WARDEN_* environment variables, then
+// command-line flags; later sources win. Validate says exactly what is wrong
+// or missing.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"warden"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	Listen         string        `yaml:"listen"`
+	Data           string        `yaml:"data"`
+	Database       string        `yaml:"database"`
+	MasterKeyFile  string        `yaml:"master_key_file"`
+	RootToken      warden.Secret `yaml:"-"`
+	RootTokenValue string        `yaml:"root_token"` // read from the file, moved into RootToken
+	TokenTTL       time.Duration `yaml:"token_ttl"`
+	Audience       string        `yaml:"audience"`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	LogLevel       string        `yaml:"log_level"`
+	LogFormat      string        `yaml:"log_format"`
+	ShutdownGrace  time.Duration `yaml:"shutdown_grace"`
+	Dev            bool          `yaml:"-"`
+
+	// MasterKey is filled by the server from WARDEN_MASTER_KEY or the key
+	// file; never from the YAML file.
+	MasterKey []byte `yaml:"-"`
+}
+
+// Defaults returns the built-in configuration.
+func Defaults() Config {
+	return Config{
+		Listen:        "127.0.0.1:8700",
+		Data:          "./warden-data",
+		TokenTTL:      15 * time.Minute,
+		Audience:      "warden",
+		MaxBodyBytes:  1 << 20,
+		LogLevel:      "info",
+		LogFormat:     "text",
+		ShutdownGrace: 20 * time.Second,
+	}
+}
+
+// maxFile bounds the config file size.
+const maxFile = 1 << 20
+
+// LoadFile merges a YAML file into c. Unknown keys, a second document or a
+// file over 1 MiB are errors naming the file.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	if len(b) > maxFile {
+		return fmt.Errorf("config file %s: larger than 1 MiB", path)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: only one YAML document is allowed", path)
+	}
+	if c.RootTokenValue != "" {
+		c.RootToken = warden.NewSecret(c.RootTokenValue)
+		c.RootTokenValue = ""
+	}
+	return nil
+}
+
+// ApplyEnv merges WARDEN_* variables into c.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	set := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	set("WARDEN_LISTEN", &c.Listen)
+	set("WARDEN_DATA", &c.Data)
+	set("WARDEN_DATABASE", &c.Database)
+	set("WARDEN_MASTER_KEY_FILE", &c.MasterKeyFile)
+	set("WARDEN_AUDIENCE", &c.Audience)
+	set("WARDEN_LOG_LEVEL", &c.LogLevel)
+	set("WARDEN_LOG_FORMAT", &c.LogFormat)
+	if v := getenv("WARDEN_ROOT_TOKEN"); v != "" {
+		c.RootToken = warden.NewSecret(v)
+	}
+	if v := getenv("WARDEN_TOKEN_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("WARDEN_TOKEN_TTL: %w", err)
+		}
+		c.TokenTTL = d
+	}
+	return nil
+}
+
+// Validate checks the configuration. It does not check the master key or
+// the root token, which the server resolves (dev mode generates them).
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: must be host:port (e.g. 127.0.0.1:8700)", c.Listen)
+	}
+	if c.Database == "" && c.Data == "" {
+		return errors.New("data: a data directory is required when no database is given")
+	}
+	if c.Database != "" && !(len(c.Database) > 11 && (c.Database[:11] == "postgres://" || (len(c.Database) > 13 && c.Database[:13] == "postgresql://"))) {
+		return errors.New("database: must be a postgres:// or postgresql:// URL (omit it to use embedded SQLite in --data)")
+	}
+	if c.TokenTTL < time.Minute || c.TokenTTL > 24*time.Hour {
+		return fmt.Errorf("token_ttl %s: must be between 1m and 24h", c.TokenTTL)
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
+		return fmt.Errorf("max_body_bytes %d: must be between 1 KiB and 64 MiB", c.MaxBodyBytes)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log_format %q: must be text or json", c.LogFormat)
+	}
+	if r := c.RootToken.Reveal(); r != "" && len(r) < 16 {
+		return errors.New("root token: must be at least 16 characters (WARDEN_ROOT_TOKEN)")
+	}
+	return nil
+}

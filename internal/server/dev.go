@@ -1,0 +1,42 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"warden"
+	"warden/internal/config"
+	"warden/internal/identity"
+)
+
+// devBootstrap makes a dev server ready to try: an example identity exists
+// and the banner tells how to use it.
+func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Config, ids *identity.Service) error {
+	root := warden.Principal{Kind: warden.PrincipalAdmin, ID: "root", Subject: "root", Roles: []string{warden.RoleAdmin}}
+	if _, err := ids.Lookup(ctx, "example-agent"); warden.IsCode(err, warden.CodeNotFound) {
+		if _, err := ids.Create(ctx, root, identity.CreateInput{
+			Name: "example-agent", Type: identity.TypeAIAgent, Owner: "dev@example.com",
+			Description: "Example identity created by warden serve --dev", Environment: "dev",
+			Labels: map[string]string{"team": "example"},
+		}); err != nil {
+			return fmt.Errorf("dev bootstrap: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("dev bootstrap: %w", err)
+	}
+	fmt.Fprintf(out, `
+WARNING: dev mode. The master key is stored next to the data in %s.
+Never run dev mode in production.
+
+  Listening:   http://%s
+  Data:        %s
+  Root token:  %s
+
+Try it:
+  export WARDEN_ADDR=http://%s WARDEN_TOKEN=%s
+  curl -s -X POST $WARDEN_ADDR/v1/identities/example-agent/keys -H "Authorization: Bearer $WARDEN_TOKEN"
+
+`, cfg.Data, addr, cfg.Data, cfg.RootToken.Reveal(), addr, cfg.RootToken.Reveal())
+	return nil
+}

@@ -1,0 +1,225 @@
+// Package server assembles Warden: it opens storage and the keyring, builds
+// the domain services and the API, serves HTTP and shuts down cleanly.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"warden"
+	"warden/internal/api"
+	"warden/internal/authn"
+	"warden/internal/config"
+	"warden/internal/identity"
+	"warden/internal/seal"
+	"warden/internal/store"
+)
+
+// Options configure Run.
+type Options struct {
+	Config config.Config
+	Logger *slog.Logger
+	// Stdout receives the dev-mode banner (root token, first steps).
+	Stdout io.Writer
+	// Getenv reads WARDEN_MASTER_KEY (default os.Getenv).
+	Getenv func(string) string
+	// Listener, when set, is served instead of listening on Config.Listen
+	// (tests pass 127.0.0.1:0).
+	Listener net.Listener
+	// Ready, when set, is called with the listening address once the server
+	// is ready.
+	Ready func(addr string)
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully: in-flight
+// requests finish (up to the configured grace), background writers flush,
+// storage closes.
+func Run(ctx context.Context, o Options) error {
+	cfg := o.Config
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if o.Getenv == nil {
+		o.Getenv = os.Getenv
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	master, err := masterKey(&cfg, o.Getenv, log)
+	if err != nil {
+		return err
+	}
+	if cfg.RootToken.IsZero() {
+		if !cfg.Dev {
+			return errors.New("no admin token configured: set WARDEN_ROOT_TOKEN (at least 16 characters) or root_token in the config file; use --dev to try Warden with a generated one")
+		}
+		cfg.RootToken = warden.NewSecret(warden.NewKey(warden.KeyPrefixAdmin))
+	}
+
+	st, err := store.Open(ctx, store.Options{DataDir: cfg.Data, DSN: cfg.Database})
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	defer st.Close()
+
+	keyring, err := seal.Open(ctx, master, st)
+	clear(master)
+	if err != nil {
+		return fmt.Errorf("keyring: %w", err)
+	}
+	defer keyring.Close()
+
+	var authSvc *authn.Service
+	ids := identity.New(identity.Options{Store: st, OnChange: func(id *identity.Identity) { authSvc.IdentityChanged(id) }})
+	authSvc = authn.New(authn.Options{
+		Store: st, Keys: keyring, Identities: ids, Logger: log,
+		RootToken: cfg.RootToken, Audience: cfg.Audience, TokenTTL: cfg.TokenTTL,
+	})
+	if err := authSvc.Load(ctx); err != nil {
+		return fmt.Errorf("loading identities: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ready := new(atomic.Bool)
+	handler := api.New(api.Options{
+		Identities: ids, Authn: authSvc, Database: st, Changes: st, Logger: log,
+		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
+	})
+
+	ln := o.Listener
+	if ln == nil {
+		ln, err = net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	if cfg.Dev {
+		if err := devBootstrap(ctx, o.Stdout, ln.Addr().String(), cfg, ids); err != nil {
+			return err
+		}
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		background(bg, log, st, authSvc, keyring)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	ready.Store(true)
+	log.Info("warden ready", "addr", ln.Addr().String(), "engine", string(st.Engine()), "dev", cfg.Dev)
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		stopBG()
+		wg.Wait()
+		return fmt.Errorf("http server: %w", err)
+	}
+	log.Info("shutting down", "grace", cfg.ShutdownGrace.String())
+	ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests did not finish in time", "err", err)
+	}
+	stopBG()
+	wg.Wait()
+	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer fcancel()
+	if err := authSvc.FlushLastUsed(fctx); err != nil {
+		log.Warn("flushing last-used times", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// masterKey resolves the master key: WARDEN_MASTER_KEY, then the key file,
+// then (dev only) the generated key kept in the data dir.
+func masterKey(cfg *config.Config, getenv func(string) string, log *slog.Logger) ([]byte, error) {
+	if v := getenv("WARDEN_MASTER_KEY"); v != "" {
+		return seal.ParseMasterKey(v)
+	}
+	if cfg.MasterKeyFile != "" {
+		return seal.ReadMasterKeyFile(cfg.MasterKeyFile)
+	}
+	if !cfg.Dev {
+		return nil, errors.New("no master key: set WARDEN_MASTER_KEY (base64 of 32 random bytes, e.g. `openssl rand -base64 32`) or --master-key-file; use --dev to try Warden with a generated key")
+	}
+	if cfg.Database != "" {
+		return nil, errors.New("--dev with --database needs WARDEN_MASTER_KEY: dev mode keeps its generated key in the data dir, which a shared database does not have")
+	}
+	key, created, err := seal.LoadOrCreateDevKey(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		log.Warn("DEV MODE: generated a master key and stored it next to the data; never do this in production", "file", cfg.Data+"/"+seal.DevKeyFile)
+	}
+	return key, nil
+}
+
+// background runs periodic work: flushing last-used times, and on a shared
+// database picking up other replicas' changes (identity status,
+// revocations, keys) so they take effect here within about a second.
+func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *authn.Service, keyring *seal.Keyring) {
+	flush := time.NewTicker(5 * time.Second)
+	defer flush.Stop()
+	var refresh <-chan time.Time
+	if st.Engine() == store.Postgres {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		refresh = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-flush.C:
+			if err := auth.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("flushing last-used times", "err", err)
+			}
+		case <-refresh:
+			if err := auth.Load(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("refreshing shared state", "err", err)
+			}
+			if err := keyring.Reload(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reloading keyring", "err", err)
+			}
+		}
+	}
+}
