@@ -69,6 +69,13 @@ type cachedToken struct {
 	jti        string
 	exp        int64 // unix seconds
 	principal  warden.Principal
+	// Map keys built once so the cached path allocates nothing.
+	revJTI, revKey, touchID, touchKey string
+}
+
+func newCachedToken(identityID, keyID, jti string, exp int64) *cachedToken {
+	return &cachedToken{identityID: identityID, keyID: keyID, jti: jti, exp: exp,
+		revJTI: "j:" + jti, revKey: "k:" + keyID, touchID: "i:" + identityID, touchKey: "k:" + keyID}
 }
 
 type cachedKey struct {
@@ -174,7 +181,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (warden.Princ
 		if err := s.checkToken(ct); err != nil {
 			return warden.Principal{}, err
 		}
-		s.touch("i:"+ct.identityID, "k:"+ct.keyID)
+		s.touch(ct.touchID, ct.touchKey)
 		return ct.principal, nil
 	}
 	if s.hasRoot && len(bearer) >= 16 {
@@ -222,10 +229,10 @@ func (s *Service) checkToken(ct *cachedToken) error {
 	if s.now().Unix() > ct.exp+int64(s.o.Leeway/time.Second) {
 		return errUnauthenticated("access token expired")
 	}
-	if _, r := s.revoked.Load("j:" + ct.jti); r {
+	if _, r := s.revoked.Load(ct.revJTI); r {
 		return errUnauthenticated("access token revoked")
 	}
-	if _, r := s.revoked.Load("k:" + ct.keyID); r {
+	if _, r := s.revoked.Load(ct.revKey); r {
 		return errUnauthenticated("the key this token was issued from is revoked")
 	}
 	return s.checkIdentity(ct.identityID)
@@ -333,7 +340,7 @@ func (s *Service) authJWT(ctx context.Context, raw string) (warden.Principal, er
 	if claims.ID == "" || !warden.HasPrefix(claims.Subject, warden.PrefixIdentity) || claims.KeyID == "" {
 		return warden.Principal{}, errUnauthenticated("invalid access token: missing claims")
 	}
-	ct := &cachedToken{identityID: claims.Subject, keyID: claims.KeyID, jti: claims.ID, exp: claims.ExpiresAt.Unix()}
+	ct := newCachedToken(claims.Subject, claims.KeyID, claims.ID, claims.ExpiresAt.Unix())
 	if err := s.checkToken(ct); err != nil {
 		return warden.Principal{}, err
 	}
@@ -343,7 +350,7 @@ func (s *Service) authJWT(ctx context.Context, raw string) (warden.Principal, er
 		s.tokenCount.Store(1)
 	}
 	s.tokens.Store(raw, ct)
-	s.touch("i:"+ct.identityID, "k:"+ct.keyID)
+	s.touch(ct.touchID, ct.touchKey)
 	return ct.principal, nil
 }
 
@@ -372,6 +379,9 @@ func jwtReason(err error) string {
 func (s *Service) touch(keys ...string) {
 	now := s.now().UnixMicro()
 	for _, k := range keys {
+		if k == "" {
+			continue
+		}
 		v, ok := s.lastUsed.Load(k)
 		if !ok {
 			v, _ = s.lastUsed.LoadOrStore(k, new(atomic.Int64))
