@@ -43,8 +43,8 @@ func (a *API) listIdentities(w http.ResponseWriter, r *http.Request) error {
 	f := identity.Filter{Type: q.Get("type"), Owner: q.Get("owner"), Status: q.Get("status"), Cursor: q.Get("cursor")}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil {
-			return warden.FieldError("limit", "must be a whole number")
+		if err != nil || n < 1 || n > 1000 {
+			return warden.FieldError("limit", "must be a whole number between 1 and 1000")
 		}
 		f.Limit = n
 	}
