@@ -146,7 +146,7 @@ func (a *API) identityHistory(w http.ResponseWriter, r *http.Request) error {
 // whoami returns the calling identity.
 func (a *API) whoami(w http.ResponseWriter, r *http.Request) error {
 	p := principal(r)
-	id, err := a.o.Identities.Lookup(r.Context(), p.ID)
+	id, err := a.o.Identities.Cached(r.Context(), p.ID)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"warden"
@@ -14,6 +15,11 @@ type Service struct {
 	store    Store
 	now      func() time.Time
 	onChange func(*Identity)
+	// cache holds id -> *Identity as last written or read, so hot paths
+	// (whoami, the gate) do not read the database per request. Entries are
+	// replaced on every change here and refreshed by All (which shared
+	// databases call every second).
+	cache sync.Map
 }
 
 // Options configures a Service.
@@ -122,7 +128,7 @@ func (s *Service) Create(ctx context.Context, p warden.Principal, in CreateInput
 		}
 		return nil, err
 	}
-	s.onChange(id.Clone())
+	s.changed(id)
 	return id, nil
 }
 
@@ -329,7 +335,7 @@ func (s *Service) mutate(ctx context.Context, p warden.Principal, ref, action st
 		if err != nil {
 			return nil, err
 		}
-		s.onChange(next.Clone())
+		s.changed(next)
 		return next, nil
 	}
 }
@@ -343,5 +349,37 @@ func (s *Service) History(ctx context.Context, p warden.Principal, ref string) (
 	return s.store.StatusHistory(ctx, id.ID)
 }
 
-// All returns every identity (for caches), without permission checks.
-func (s *Service) All(ctx context.Context) ([]*Identity, error) { return s.store.AllIdentities(ctx) }
+func (s *Service) changed(id *Identity) {
+	s.cache.Store(id.ID, id.Clone())
+	s.onChange(id.Clone())
+}
+
+// Cached returns the identity with the given id from memory, reading the
+// store only on a miss. The result is a copy the caller may keep.
+func (s *Service) Cached(ctx context.Context, id string) (*Identity, error) {
+	if v, ok := s.cache.Load(id); ok {
+		return v.(*Identity).Clone(), nil
+	}
+	if !warden.HasPrefix(id, warden.PrefixIdentity) {
+		return nil, notFound(id)
+	}
+	got, err := s.lookup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.cache.Store(got.ID, got.Clone())
+	return got, nil
+}
+
+// All returns every identity without permission checks, and refreshes the
+// cache with what it read (other replicas' changes included).
+func (s *Service) All(ctx context.Context) ([]*Identity, error) {
+	all, err := s.store.AllIdentities(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range all {
+		s.cache.Store(id.ID, id.Clone())
+	}
+	return all, nil
+}
