@@ -484,6 +484,9 @@ func (d *docDecoder) strList(n *yaml.Node, path string) ([]string, error) {
 	if n.Kind != yaml.SequenceNode {
 		return nil, fieldErr(path, n, "must be a list of strings")
 	}
+	if len(n.Content) == 0 {
+		return nil, nil // empty and absent are the same; keeps round trips exact
+	}
 	out := make([]string, 0, len(n.Content))
 	for i, c := range n.Content {
 		fp := fmt.Sprintf("%s[%d]", path, i)
@@ -504,6 +507,9 @@ func (d *docDecoder) strMap(n *yaml.Node, path string) (map[string]string, error
 	}
 	if n.Kind != yaml.MappingNode {
 		return nil, fieldErr(path, n, "must be a mapping of strings")
+	}
+	if len(n.Content) == 0 {
+		return nil, nil
 	}
 	out := make(map[string]string, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -575,6 +581,9 @@ func (d *docDecoder) subjects(n *yaml.Node) ([]Subject, error) {
 	if n.Kind != yaml.SequenceNode {
 		return nil, fieldErr("subjects", n, "subjects must be a list")
 	}
+	if len(n.Content) == 0 {
+		return nil, nil
+	}
 	out := make([]Subject, 0, len(n.Content))
 	for i, c := range n.Content {
 		path := fmt.Sprintf("subjects[%d]", i)
@@ -628,6 +637,9 @@ func (d *docDecoder) rules(n *yaml.Node) ([]Rule, error) {
 	}
 	if n.Kind != yaml.SequenceNode {
 		return nil, fieldErr("rules", n, "rules must be a list")
+	}
+	if len(n.Content) == 0 {
+		return nil, nil
 	}
 	out := make([]Rule, 0, len(n.Content))
 	for i, c := range n.Content {

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"os"
 	"testing"
 
 	"warden"
@@ -37,3 +38,5 @@ func compileErr(t *testing.T, src, contentType string) *warden.Error {
 	}
 	return we
 }
+
+func osWriteFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
