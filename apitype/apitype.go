@@ -227,3 +227,74 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return v, nil
 }
+
+// Policy is a stored policy's metadata (the document itself is served in
+// its own content type by GET /v1/policies/{name}).
+type Policy struct {
+	Name        string    `json:"name"`
+	Version     int64     `json:"version"`
+	ContentType string    `json:"content_type"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	UpdatedBy   string    `json:"updated_by"`
+	Deleted     bool      `json:"deleted,omitempty"`
+}
+
+// PolicyList lists policies.
+type PolicyList struct {
+	Policies []Policy `json:"policies"`
+}
+
+// PolicyVersions lists a policy's versions, oldest first.
+type PolicyVersions struct {
+	Versions []Policy `json:"versions"`
+}
+
+// AuthorizeRequest is the body of POST /v1/authorize.
+type AuthorizeRequest struct {
+	Identity string          `json:"identity"`
+	Action   string          `json:"action"`
+	Resource map[string]any  `json:"resource,omitempty"`
+	Params   map[string]any  `json:"params,omitempty"`
+	Context  map[string]any  `json:"context,omitempty"`
+	Request  *RequestContext `json:"request,omitempty"`
+	DryRun   bool            `json:"dry_run,omitempty"`
+	Explain  bool            `json:"explain,omitempty"`
+}
+
+// RequestContext lets an admin ask what would be decided at a time, from
+// an address.
+type RequestContext struct {
+	Time   *time.Time `json:"time,omitempty"`
+	IP     string     `json:"ip,omitempty"`
+	Method string     `json:"method,omitempty"`
+	Path   string     `json:"path,omitempty"`
+}
+
+// Decision is a policy decision.
+type Decision struct {
+	Decision   string          `json:"decision"`
+	Code       string          `json:"code"`
+	Reason     string          `json:"reason"`
+	Policy     string          `json:"policy"`
+	Rule       string          `json:"rule"`
+	RetryAfter int64           `json:"retry_after,omitempty"`
+	Matched    []DecisionMatch `json:"matched,omitempty"`
+	Trace      []DecisionTrace `json:"trace,omitempty"`
+}
+
+// DecisionMatch names a rule that matched.
+type DecisionMatch struct {
+	Policy string `json:"policy"`
+	Rule   string `json:"rule"`
+	Effect string `json:"effect"`
+	Error  string `json:"error,omitempty"`
+}
+
+// DecisionTrace explains why a considered rule did or did not match.
+type DecisionTrace struct {
+	Policy string `json:"policy"`
+	Rule   string `json:"rule"`
+	Effect string `json:"effect"`
+	Result string `json:"result"`
+	Detail string `json:"detail,omitempty"`
+}

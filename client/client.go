@@ -185,3 +185,61 @@ func (c *Client) ListAdminTokens(ctx context.Context) (*apitype.AdminTokenList, 
 func (c *Client) RevokeAdminToken(ctx context.Context, id string) error {
 	return c.Do(ctx, "DELETE", "/v1/admin-tokens/"+url.PathEscape(id), nil, nil)
 }
+
+// PutPolicy creates or replaces a policy from a YAML or JSON document.
+func (c *Client) PutPolicy(ctx context.Context, name string, doc []byte, contentType string) (*apitype.Policy, error) {
+	req, err := http.NewRequestWithContext(ctx, "PUT", c.base+"/v1/policies/"+url.PathEscape(name), bytes.NewReader(doc))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	var out apitype.Policy
+	return &out, c.send(req, &out)
+}
+
+// GetPolicy returns a policy document in the given format
+// ("application/yaml" or "application/json"; "" for as stored).
+func (c *Client) GetPolicy(ctx context.Context, name, format string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/policies/"+url.PathEscape(name), nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if format != "" {
+		req.Header.Set("Accept", format)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		e := &Error{Status: resp.StatusCode}
+		_ = json.Unmarshal(b, &e.Problem)
+		return nil, e
+	}
+	return b, nil
+}
+
+// ListPolicies lists policies.
+func (c *Client) ListPolicies(ctx context.Context) (*apitype.PolicyList, error) {
+	var out apitype.PolicyList
+	return &out, c.Do(ctx, "GET", "/v1/policies", nil, &out)
+}
+
+// DeletePolicy deletes a policy.
+func (c *Client) DeletePolicy(ctx context.Context, name string) error {
+	return c.Do(ctx, "DELETE", "/v1/policies/"+url.PathEscape(name), nil, nil)
+}
+
+// Authorize asks for a decision.
+func (c *Client) Authorize(ctx context.Context, in apitype.AuthorizeRequest) (*apitype.Decision, error) {
+	var out apitype.Decision
+	return &out, c.Do(ctx, "POST", "/v1/authorize", in, &out)
+}

@@ -12,5 +12,6 @@ func commands(c *cli) []*cobra.Command {
 		newTokenCmd(c),
 		newWhoamiCmd(c),
 		newAdminTokenCmd(c),
+		newPolicyCmd(c),
 	}
 }

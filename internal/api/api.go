@@ -13,7 +13,9 @@ import (
 
 	"warden"
 	"warden/internal/authn"
+	"warden/internal/gate"
 	"warden/internal/identity"
+	"warden/internal/policy"
 )
 
 // Health reports whether a dependency is ready.
@@ -30,6 +32,8 @@ type Changes interface {
 type Options struct {
 	Identities   *identity.Service
 	Authn        *authn.Service
+	Policies     *policy.Service
+	Gate         *gate.Gate
 	Database     Health
 	Changes      Changes
 	Logger       *slog.Logger

@@ -56,6 +56,13 @@ func (a *API) routes() []route {
 		{Method: "DELETE", Pattern: "/v1/admin-tokens/{id}", Auth: authAdmin, Summary: "Revoke an admin token", Status: 204, Handler: a.revokeAdminToken},
 		{Method: "GET", Pattern: "/v1/changes", Auth: authAdmin, Summary: "Recorded admin changes, newest first", Response: typeOf[apitype.ChangeList](), Query: []string{"target", "limit"}, Handler: a.listChanges},
 
+		{Method: "PUT", Pattern: "/v1/policies/{name}", Auth: authAdmin, Summary: "Create or replace a policy (YAML or JSON body; compiled before it is saved)", Response: typeOf[apitype.Policy](), Handler: a.putPolicy},
+		{Method: "GET", Pattern: "/v1/policies", Auth: authAdmin, Summary: "List policies", Response: typeOf[apitype.PolicyList](), Handler: a.listPolicies},
+		{Method: "GET", Pattern: "/v1/policies/{name}", Auth: authAdmin, Summary: "Get a policy document (as stored, or converted per Accept)", Handler: a.getPolicy},
+		{Method: "GET", Pattern: "/v1/policies/{name}/versions", Auth: authAdmin, Summary: "A policy's versions, with who changed it", Response: typeOf[apitype.PolicyVersions](), Handler: a.policyVersions},
+		{Method: "DELETE", Pattern: "/v1/policies/{name}", Auth: authAdmin, Summary: "Delete a policy (its history stays)", Status: 204, Handler: a.deletePolicy},
+		{Method: "POST", Pattern: "/v1/authorize", Auth: authAny, Summary: "Decide a question (admin: any identity; an identity: itself)", Request: typeOf[apitype.AuthorizeRequest](), Response: typeOf[apitype.Decision](), Handler: a.authorize},
+
 		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
 		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
 		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},

@@ -20,6 +20,8 @@ type Service struct {
 	// replaced on every change here and refreshed by All (which shared
 	// databases call every second).
 	cache sync.Map
+	// names maps name -> id; names never change, so entries never go stale.
+	names sync.Map
 }
 
 // Options configures a Service.
@@ -350,7 +352,7 @@ func (s *Service) History(ctx context.Context, p warden.Principal, ref string) (
 }
 
 func (s *Service) changed(id *Identity) {
-	s.cache.Store(id.ID, id.Clone())
+	s.remember(id)
 	s.onChange(id.Clone())
 }
 
@@ -367,7 +369,29 @@ func (s *Service) Cached(ctx context.Context, id string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cache.Store(got.ID, got.Clone())
+	s.remember(got)
+	return got, nil
+}
+
+func (s *Service) remember(id *Identity) {
+	s.cache.Store(id.ID, id.Clone())
+	s.names.Store(id.Name, id.ID)
+}
+
+// Resolve returns the identity named by ref (id or name) from memory when it
+// can, without a permission check (for the gate and authentication).
+func (s *Service) Resolve(ctx context.Context, ref string) (*Identity, error) {
+	if warden.HasPrefix(ref, warden.PrefixIdentity) {
+		return s.Cached(ctx, ref)
+	}
+	if v, ok := s.names.Load(ref); ok {
+		return s.Cached(ctx, v.(string))
+	}
+	got, err := s.lookup(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	s.remember(got)
 	return got, nil
 }
 
@@ -379,7 +403,7 @@ func (s *Service) All(ctx context.Context) ([]*Identity, error) {
 		return nil, err
 	}
 	for _, id := range all {
-		s.cache.Store(id.ID, id.Clone())
+		s.remember(id)
 	}
 	return all, nil
 }

@@ -8,11 +8,33 @@ import (
 	"warden"
 	"warden/internal/config"
 	"warden/internal/identity"
+	"warden/internal/policy"
 )
 
 // devBootstrap makes a dev server ready to try: an example identity exists
 // and the banner tells how to use it.
-func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Config, ids *identity.Service) error {
+// devPolicy lets the example identity read, create within a limit, and ask
+// a human before deleting, on any connector.
+const devPolicy = `apiVersion: warden/v1
+kind: Policy
+name: example
+description: Created by warden serve --dev for the example identity
+subjects:
+  - identity: example-agent
+rules:
+  - id: read-anything
+    effect: allow
+    actions: ["*:*.get", "*:*.list"]
+  - id: deletes-need-a-human
+    effect: require_approval
+    actions: ["*:*.delete"]
+  - id: writes-in-moderation
+    effect: allow
+    actions: ["*:*.create", "*:*.update"]
+    limit: {count: 100, per: 1h}
+`
+
+func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Config, ids *identity.Service, policies *policy.Service) error {
 	root := warden.Principal{Kind: warden.PrincipalAdmin, ID: "root", Subject: "root", Roles: []string{warden.RoleAdmin}}
 	if _, err := ids.Lookup(ctx, "example-agent"); warden.IsCode(err, warden.CodeNotFound) {
 		if _, err := ids.Create(ctx, root, identity.CreateInput{
@@ -25,6 +47,11 @@ func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Co
 	} else if err != nil {
 		return fmt.Errorf("dev bootstrap: %w", err)
 	}
+	if _, err := policies.Get(ctx, root, "example"); warden.IsCode(err, warden.CodeNotFound) {
+		if _, _, err := policies.Put(ctx, root, "example", []byte(devPolicy), "application/yaml"); err != nil {
+			return fmt.Errorf("dev bootstrap policy: %w", err)
+		}
+	}
 	fmt.Fprintf(out, `
 WARNING: dev mode. The master key is stored next to the data in %s.
 Never run dev mode in production.
@@ -36,6 +63,8 @@ Never run dev mode in production.
 Try it:
   export WARDEN_ADDR=http://%s WARDEN_TOKEN=%s
   curl -s -X POST $WARDEN_ADDR/v1/identities/example-agent/keys -H "Authorization: Bearer $WARDEN_TOKEN"
+  curl -s -X POST $WARDEN_ADDR/v1/authorize -H "Authorization: Bearer $WARDEN_TOKEN" \
+       -d '{"identity":"example-agent","action":"github:repos.delete"}'
 
 `, cfg.Data, addr, cfg.Data, cfg.RootToken.Reveal(), addr, cfg.RootToken.Reveal())
 	return nil

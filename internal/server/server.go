@@ -22,7 +22,9 @@ import (
 	"warden/internal/api"
 	"warden/internal/authn"
 	"warden/internal/config"
+	"warden/internal/gate"
 	"warden/internal/identity"
+	"warden/internal/policy"
 	"warden/internal/seal"
 	"warden/internal/store"
 )
@@ -96,11 +98,20 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("loading identities: %w", err)
 	}
 
+	engine := policy.NewEngine(policy.Options{})
+	policies := policy.NewService(st, engine)
+	if err := policies.Reload(ctx); err != nil {
+		// A stored policy that no longer compiles stays out of force (its
+		// rules grant nothing); the others load. Say so loudly.
+		log.Error("some stored policies are not in force", "err", err)
+	}
+	g := gate.New(gate.Options{Identities: ids, Policies: engine})
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
-		Identities: ids, Authn: authSvc, Database: st, Changes: st, Logger: log,
+		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st, Changes: st, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -122,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	if cfg.Dev {
-		if err := devBootstrap(ctx, o.Stdout, ln.Addr().String(), cfg, ids); err != nil {
+		if err := devBootstrap(ctx, o.Stdout, ln.Addr().String(), cfg, ids, policies); err != nil {
 			return err
 		}
 	}
@@ -132,7 +143,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		background(bg, log, st, authSvc, keyring)
+		background(bg, log, st, authSvc, keyring, policies)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -196,7 +207,7 @@ func masterKey(cfg *config.Config, getenv func(string) string, log *slog.Logger)
 // background runs periodic work: flushing last-used times, and on a shared
 // database picking up other replicas' changes (identity status,
 // revocations, keys) so they take effect here within about a second.
-func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *authn.Service, keyring *seal.Keyring) {
+func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *authn.Service, keyring *seal.Keyring, policies *policy.Service) {
 	flush := time.NewTicker(5 * time.Second)
 	defer flush.Stop()
 	var refresh <-chan time.Time
@@ -219,6 +230,9 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *au
 			}
 			if err := keyring.Reload(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("reloading keyring", "err", err)
+			}
+			if err := policies.Reload(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reloading policies", "err", err)
 			}
 		}
 	}
