@@ -286,6 +286,9 @@ func (k *Keyring) lookupOrReload(id []byte) (*key, error) {
 	if kk != nil || err != nil {
 		return kk, err
 	}
+	if _, _, ok := parseKeyID(string(id)); !ok { // no store holds such an id
+		return nil, nil
+	}
 	k.missMu.Lock()
 	if now := k.now(); k.lastMiss.IsZero() || now.Sub(k.lastMiss) >= missReloadInterval || now.Before(k.lastMiss) {
 		k.lastMiss = now

@@ -21,9 +21,9 @@ type memStore struct {
 
 	lists int // ListKeys calls
 
-	listErr     error
+	listErr      error
 	beforeInsert func(rec seal.KeyRecord) // runs without the lock held
-	beforeRepl  func(items []seal.Rewrap) error
+	beforeRepl   func(items []seal.Rewrap) error
 }
 
 func newMemStore() *memStore { return &memStore{recs: map[string]seal.KeyRecord{}} }

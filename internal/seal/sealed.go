@@ -90,6 +90,9 @@ func (k *Keyring) Open(ciphertext, aad []byte) ([]byte, error) {
 		return nil, err
 	}
 	if dk == nil {
+		if _, _, ok := parseKeyID(string(id)); !ok {
+			return nil, fail(warden.CodeInternal, ErrCannotOpen, "sealed data is malformed: bad key id")
+		}
 		return nil, fail(warden.CodeInternal, errUnknown, "sealed data names key %q, which this keyring does not hold", id)
 	}
 	if dk.aead == nil { // a signing key's id: never use it as an AES key
