@@ -80,6 +80,20 @@ func (r Rewrap) GoString() string { return r.String() }
 // Format prints String for every verb.
 func (r Rewrap) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(r.String())) }
 
+// LogValue logs the id and the lengths only.
+func (r Rewrap) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", r.ID), slog.Int("old_len", len(r.Old)), slog.Int("new_len", len(r.New)))
+}
+
+// MarshalJSON emits the id and the lengths only.
+func (r Rewrap) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		ID     string `json:"id"`
+		OldLen int    `json:"old_len"`
+		NewLen int    `json:"new_len"`
+	}{r.ID, len(r.Old), len(r.New)})
+}
+
 // KeyStore persists key records. The store layer implements it on SQLite and
 // PostgreSQL (one table: id TEXT PRIMARY KEY, purpose TEXT NOT NULL, wrapped
 // BLOB/BYTEA NOT NULL, created_at TIMESTAMP NOT NULL). It holds no business
