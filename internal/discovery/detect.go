@@ -26,6 +26,7 @@ const (
 	maxKeyLead   = 72
 	maxValueTail = 420
 	maxPEMBlock  = 16 << 10
+	maxSecretLen = 8 << 10
 )
 
 // anchorTable finds every anchor of every rule in one pass: it is indexed by
@@ -153,9 +154,21 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 				pemHits = append(pemHits, pos)
 				continue
 			}
+			if r.Pre != nil && !r.Pre(buf, pos) {
+				continue
+			}
 			lo := max(0, pos-maxKeyLead)
 			if i := bytes.LastIndexByte(buf[lo:pos], '\n'); i >= 0 {
 				lo += i + 1
+			}
+			if r.keyGroup >= 0 && r.Paths == nil {
+				// Key/value rules: the match starts with the key name that
+				// holds the anchor, so the window starts one byte before it.
+				k := pos
+				for k > lo && isKeyByte(buf[k-1]) {
+					k--
+				}
+				lo = max(lo, k-1)
 			}
 			tail := r.Tail
 			if tail == 0 {
@@ -169,10 +182,21 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 		}
 	})
 
-	// Windows of one rule are merged before matching, so a rule reports a
-	// span at most once; overlaps between rules are settled at the end.
+	// Each window is matched on its own (merging the windows of dense
+	// anchors would hand the regexp engine long inputs, where Go falls back
+	// from its backtracker to the much slower NFA); a match found from two
+	// overlapping windows is kept once.
 	var out []candidate
+	type span struct {
+		r          *Rule
+		start, end int
+	}
+	seen := map[span]bool{}
 	emit := func(r *Rule, start, end int, secret, body, key string) {
+		if seen[span{r, start, end}] {
+			return
+		}
+		seen[span{r, start, end}] = true
 		c, ok := judge(r, secret, body, key)
 		if !ok {
 			return
@@ -202,24 +226,21 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 		}
 	}
 
-	// Anchored rules, each over the merged windows around its anchors, in
-	// rule order so the result does not depend on map iteration.
+	// Anchored rules, in rule order so the result does not depend on map
+	// iteration; identical windows (several anchors on one line) run once.
 	for _, r := range rules {
 		ws := perRule[r]
 		if len(ws) == 0 || r.Regexp == nil {
 			continue
 		}
-		sort.Slice(ws, func(i, j int) bool { return ws[i].lo < ws[j].lo })
-		cur := ws[0]
-		for _, w := range ws[1:] {
-			if w.lo <= cur.hi {
-				cur.hi = max(cur.hi, w.hi)
+		last := window{-1, -1}
+		for _, w := range ws {
+			if w == last {
 				continue
 			}
-			runRegexp(r, cur.lo, cur.hi)
-			cur = w
+			last = w
+			runRegexp(r, w.lo, w.hi)
 		}
-		runRegexp(r, cur.lo, cur.hi)
 	}
 	// Path-scoped rules read their whole (small) file.
 	for _, r := range rules {
@@ -238,6 +259,8 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 	return resolveOverlaps(out)
 }
 
+func isKeyByte(c byte) bool { return isAlnum(c) || c == '_' || c == '.' || c == '-' }
+
 // judge applies a rule's checks to one match: checksum, documentation
 // examples, placeholders, fake-looking bodies and the generic value test.
 func judge(r *Rule, secret, body, key string) (candidate, bool) {
@@ -247,6 +270,11 @@ func judge(r *Rule, secret, body, key string) (candidate, bool) {
 		if r.MustVerify && !c.verified {
 			return c, false
 		}
+	}
+	// Regexps bound lengths loosely (large counted repetitions make Go's
+	// matcher slow); the real bound is here.
+	if len(secret) > maxSecretLen || (r.Generic && len(secret) > 256) {
+		return c, false
 	}
 	if docExamples[secret] {
 		return c, false

@@ -69,13 +69,16 @@ func Fingerprint(key []byte, secret string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// Preview returns a redacted preview of secret: a known non-secret prefix
-// (e.g. "ghp_") plus a few characters, never more than a quarter of the
-// secret's random part, followed by a fixed run of asterisks so the preview
-// does not reveal the length either.
+// Preview returns a redacted preview of secret: its non-secret prefix (the
+// rule's literal prefix, extended to the last "_" or "-" among the first 16
+// characters, e.g. "sk_live_"), then at most 4 characters and never more than
+// a quarter of the rest, then a fixed run of asterisks so the preview does
+// not reveal the length either.
 func Preview(secret, prefix string) string {
-	if !strings.HasPrefix(secret, prefix) {
+	if prefix == "" || !strings.HasPrefix(secret, prefix) {
 		prefix = ""
+	} else if i := strings.LastIndexAny(secret[:min(16, len(secret))], "_-"); i+1 > len(prefix) {
+		prefix = secret[:i+1]
 	}
 	rest := secret[len(prefix):]
 	n := min(4, utf8.RuneCountInString(rest)/4)

@@ -269,7 +269,8 @@ func (h *historyScan) parse(ctx context.Context, r io.Reader) error {
 			file, skipFile = "", false
 		case bytes.HasPrefix(line, []byte("+++ ")):
 			flush()
-			name := string(line[4:])
+			// git appends a tab to names that contain a space.
+			name := strings.TrimRight(string(line[4:]), "\t")
 			if name == "/dev/null" {
 				file = ""
 				continue

@@ -52,6 +52,7 @@ func WriteJSON(w io.Writer, fs []Finding, sum Summary, showSecrets bool) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(out)
 }
 
@@ -222,6 +223,7 @@ func WriteSARIF(w io.Writer, fs []Finding, toolVersion string, showSecrets bool)
 	}}}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(log)
 }
 

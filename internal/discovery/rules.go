@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"path"
 	"regexp"
 	"strings"
@@ -33,6 +34,10 @@ type Rule struct {
 	// Paths limits the rule to files whose slash path it accepts; nil means
 	// every file.
 	Paths func(slashPath string) bool
+	// Pre is a cheap test at an anchor position that must pass before the
+	// regular expression runs there (nil: always run). It keeps the common
+	// anchors ("token", "://") from costing a regexp run each.
+	Pre func(buf []byte, pos int) bool
 	// Tail is how far past its anchor a match may end, in bytes (default
 	// maxValueTail); rules for long tokens raise it.
 	Tail int
@@ -147,7 +152,7 @@ var rules = []*Rule{
 		ID: "aws-secret-access-key", Kind: "AWS secret access key", Description: "AWS secret access key assigned to an AWS-specific name",
 		Anchors:  []string{"secret_access_key", "secretaccesskey", "secret-access-key", "aws_secret", "awssecret"},
 		Regexp:   kv(`[A-Za-z0-9_.\-]*(?:secret_?access_?key|secret-access-key|aws_?secret(?:_?key)?)`, `[A-Za-z0-9/+]{40}`),
-		Priority: prioProvider,
+		Priority: prioProvider, Pre: assignmentFollows,
 	},
 	// GitHub: classic tokens end in a CRC-32 checksum; fine-grained tokens do not.
 	{
@@ -165,26 +170,26 @@ var rules = []*Rule{
 	{
 		ID: "gitlab-token", Kind: "GitLab token", Description: "GitLab personal, project, deploy, runner, pipeline-trigger or OAuth token",
 		Anchors: []string{"glpat-", "gldt-", "glrt-", "glptt-", "glsoat-", "gloas-", "glcbt-", "glft-", "glimt-", "glagent-"},
-		Regexp:  regexp.MustCompile(`\b(?P<secret>(?:glpat|gldt|glrt|glptt|glsoat|gloas|glcbt|glft|glimt|glagent)-(?P<body>[0-9A-Za-z_\-]{20,64}))(?:[^0-9A-Za-z_\-.]|$)`),
+		Regexp:  regexp.MustCompile(`\b(?P<secret>(?:glpat|gldt|glrt|glptt|glsoat|gloas|glcbt|glft|glimt|glagent)-(?P<body>[0-9A-Za-z_\-]{20,}))(?:[^0-9A-Za-z_\-.]|$)`),
 		Prefix:  "gl", Priority: prioProvider,
 	},
 	// Slack: bot (xoxb), user (xoxp), workspace/legacy (xoxa, xoxs, xoxr), app-level (xapp).
 	{
 		ID: "slack-token", Kind: "Slack token", Description: "Slack bot, user, app-level or configuration token",
 		Anchors: []string{"xoxb-", "xoxp-", "xoxa-", "xoxs-", "xoxr-", "xoxe", "xapp-"},
-		Regexp:  regexp.MustCompile(`\b(?P<secret>(?:xox[bpasr]|xoxe\.xox[bp]|xoxe)-(?P<body>[0-9]{1,16}-[0-9A-Za-z\-]{10,150})|xapp-(?P<body2>\d-[A-Z0-9]{9,12}-\d{10,14}-[a-z0-9]{40,80}))\b`),
+		Regexp:  regexp.MustCompile(`\b(?P<secret>(?:xox[bpasr]|xoxe\.xox[bp]|xoxe)-(?P<body>[0-9]{1,16}-[0-9A-Za-z\-]{10,})|xapp-(?P<body2>\d-[A-Z0-9]{9,12}-\d{10,14}-[a-z0-9]{40,}))\b`),
 		Prefix:  "xox", Priority: prioProvider,
 	},
 	{
 		ID: "slack-webhook", Kind: "Slack webhook", Description: "Slack incoming webhook or workflow URL",
 		Anchors: []string{"hooks.slack.com"},
-		Regexp:  regexp.MustCompile(`(?P<secret>https?://hooks\.slack\.com/(?:services|workflows|triggers)/(?P<body>[A-Za-z0-9+/_\-]{40,130}))`),
+		Regexp:  regexp.MustCompile(`(?P<secret>https?://hooks\.slack\.com/(?:services|workflows|triggers)/(?P<body>[A-Za-z0-9+/_\-]{40,}))`),
 		Prefix:  "https://hooks.slack.com/", Priority: prioProvider,
 	},
 	{
 		ID: "stripe-key", Kind: "Stripe API key", Description: "Stripe secret or restricted key (live or test mode)",
 		Anchors: []string{"sk_live_", "sk_test_", "rk_live_", "rk_test_"},
-		Regexp:  regexp.MustCompile(`\b(?P<secret>[rs]k_(?:live|test)_(?P<body>[0-9A-Za-z]{24,247}))\b`),
+		Regexp:  regexp.MustCompile(`\b(?P<secret>[rs]k_(?:live|test)_(?P<body>[0-9A-Za-z]{24,}))\b`),
 		Prefix:  "sk_live_", Priority: prioProvider,
 	},
 	{
@@ -197,7 +202,7 @@ var rules = []*Rule{
 		ID: "twilio-auth-token", Kind: "Twilio auth token", Description: "Twilio account auth token assigned to a Twilio name",
 		Anchors:  []string{"twilio"},
 		Regexp:   kv(`[A-Za-z0-9_.\-]*twilio[A-Za-z0-9_.\-]*(?:token|secret)`, `[0-9a-f]{32}`),
-		Priority: prioProvider,
+		Priority: prioProvider, Pre: assignmentFollows,
 	},
 	{
 		ID: "sendgrid-api-key", Kind: "SendGrid API key", Description: "SendGrid API key",
@@ -210,7 +215,7 @@ var rules = []*Rule{
 	{
 		ID: "openai-api-key", Kind: "OpenAI API key", Description: "OpenAI API key (user, project, service account or admin)",
 		Anchors: []string{"t3blbkfj", "sk-proj-", "sk-svcacct-", "sk-admin-"},
-		Regexp:  regexp.MustCompile(`\b(?P<secret>sk-(?:(?:proj|svcacct|admin|None)-)?(?P<body>[A-Za-z0-9_\-]{20,160}T3BlbkFJ[A-Za-z0-9_\-]{20,160}|[A-Za-z0-9_\-]{100,200}))(?:[^A-Za-z0-9_\-]|$)`),
+		Regexp:  regexp.MustCompile(`\b(?P<secret>sk-(?:(?:proj|svcacct|admin|None)-)?(?P<body>[A-Za-z0-9_\-]{20,}T3BlbkFJ[A-Za-z0-9_\-]{20,}|[A-Za-z0-9_\-]{100,}))(?:[^A-Za-z0-9_\-]|$)`),
 		Prefix:  "sk-", Priority: prioProvider,
 		Keep: func(s, _ string) bool {
 			// The long form without the marker must be one of the prefixed kinds.
@@ -220,7 +225,7 @@ var rules = []*Rule{
 	{
 		ID: "anthropic-api-key", Kind: "Anthropic API key", Description: "Anthropic API or admin key",
 		Anchors: []string{"sk-ant-"}, Prefix: "sk-ant-",
-		Regexp:   regexp.MustCompile(`\b(?P<secret>sk-ant-(?:api|admin|sid)\d\d-(?P<body>[A-Za-z0-9_\-]{80,100}))(?:[^A-Za-z0-9_\-]|$)`),
+		Regexp:   regexp.MustCompile(`\b(?P<secret>sk-ant-(?:api|admin|sid)\d\d-(?P<body>[A-Za-z0-9_\-]{80,}))(?:[^A-Za-z0-9_\-]|$)`),
 		Priority: prioProvider,
 	},
 	{
@@ -238,7 +243,7 @@ var rules = []*Rule{
 	{
 		ID: "azure-storage-key", Kind: "Azure storage key", Description: "Azure storage account key or shared access key in a connection string",
 		Anchors:  []string{"accountkey=", "sharedaccesskey="},
-		Regexp:   regexp.MustCompile(`(?i)(?:AccountKey|SharedAccessKey)=(?P<secret>[A-Za-z0-9+/]{40,100}={0,2})`),
+		Regexp:   regexp.MustCompile(`(?i)(?:AccountKey|SharedAccessKey)=(?P<secret>[A-Za-z0-9+/]{40,}={0,2})`),
 		Priority: prioProvider,
 	},
 	{
@@ -268,7 +273,7 @@ var rules = []*Rule{
 	{
 		ID: "vault-token", Kind: "HashiCorp Vault token", Description: "HashiCorp Vault service or batch token",
 		Anchors: []string{"hvs.", "hvb."}, Prefix: "hvs.",
-		Regexp:   regexp.MustCompile(`\b(?P<secret>hv[sb]\.(?P<body>[A-Za-z0-9_\-]{24,200}))(?:[^A-Za-z0-9_\-.]|$)`),
+		Regexp:   regexp.MustCompile(`\b(?P<secret>hv[sb]\.(?P<body>[A-Za-z0-9_\-]{24,}))(?:[^A-Za-z0-9_\-.]|$)`),
 		Priority: prioProvider,
 	},
 	{
@@ -298,7 +303,7 @@ var rules = []*Rule{
 	{
 		ID: "grafana-token", Kind: "Grafana token", Description: "Grafana service account or cloud token",
 		Anchors: []string{"glsa_", "glc_ey"}, Prefix: "gl",
-		Regexp:   regexp.MustCompile(`\b(?P<secret>glsa_(?P<body>[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})|glc_(?P<body2>eyJ[A-Za-z0-9+/=_\-]{60,400}))`),
+		Regexp:   regexp.MustCompile(`\b(?P<secret>glsa_(?P<body>[A-Za-z0-9]{32}_[A-Fa-f0-9]{8})|glc_(?P<body2>eyJ[A-Za-z0-9+/=_\-]{60,}))`),
 		Priority: prioProvider,
 	},
 	{
@@ -330,21 +335,21 @@ var rules = []*Rule{
 	{
 		ID: "bearer-token", Kind: "bearer token", Description: "Random-looking bearer token in an Authorization header or call",
 		Anchors:  []string{"bearer"},
-		Regexp:   regexp.MustCompile(`(?i)\bbearer\s+(?P<secret>[A-Za-z0-9_\-.~+/]{20,1000}=*)(?:[^A-Za-z0-9_\-.~+/=]|$)`),
+		Regexp:   regexp.MustCompile(`(?i)\bbearer\s+(?P<secret>[A-Za-z0-9_\-.~+/]{20,}=*)(?:[^A-Za-z0-9_\-.~+/=]|$)`),
 		Priority: prioGeneric + 5, Generic: true, Tail: 1100,
 	},
 	// Connection strings: the password of a database or broker URL.
 	{
 		ID: "connection-string", Kind: "connection string password", Description: "Password in a database or message-broker connection URL",
-		Anchors: []string{"postgres", "mysql", "mariadb", "mongodb", "redis", "amqp", "mssql", "sqlserver", "clickhouse", "cockroach"},
-		Regexp:  regexp.MustCompile(`(?i)\b(?P<key>(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse|cockroachdb))://[^:@/\s"'<>]{0,128}:(?P<secret>[^@/\s"'<>]{1,256})@[^\s"'<>/]{1,255}`),
-		Priority: prioURL, Keep: keepPassword, Tail: 800,
+		Anchors:  []string{"postgres", "mysql", "mariadb", "mongodb", "redis", "amqp", "mssql", "sqlserver", "clickhouse", "cockroach"},
+		Regexp:   regexp.MustCompile(`(?i)\b(?P<key>(?:jdbc:)?(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse|cockroachdb))://[^:@/\s"'<>]{0,}:(?P<secret>[^@/\s"'<>]{1,})@[^\s"'<>/]{1,}`),
+		Priority: prioURL, Keep: keepPassword, Tail: 800, Pre: schemeWithUserinfo,
 	},
 	{
 		ID: "url-credentials", Kind: "password in URL", Description: "User name and password embedded in an HTTP or FTP URL (e.g. .git-credentials)",
 		Anchors:  []string{"://"},
-		Regexp:   regexp.MustCompile(`(?i)\b(?:https?|ftps?|git|ssh)://[^:@/\s"'<>]{1,128}:(?P<secret>[^@/\s"'<>]{3,256})@[A-Za-z0-9][A-Za-z0-9.\-]{0,253}`),
-		Priority: prioURL - 1, Keep: keepPassword, Tail: 700,
+		Regexp:   regexp.MustCompile(`(?i)\b(?:https?|ftps?|git|ssh)://[^:@/\s"'<>]{1,}:(?P<secret>[^@/\s"'<>]{3,})@[A-Za-z0-9][A-Za-z0-9.\-]{0,}`),
+		Priority: prioURL - 1, Keep: keepPassword, Tail: 700, Pre: userinfoFollows,
 	},
 	// Credential files by name.
 	{
@@ -368,14 +373,14 @@ var rules = []*Rule{
 	{
 		ID: "docker-config-auth", Kind: "container registry credential", Description: "Registry credential in a Docker config.json (auth is base64 user:password)",
 		Anchors:  []string{`"auth"`, `"identitytoken"`},
-		Regexp:   regexp.MustCompile(`"(?P<key>auth|identitytoken)"\s*:\s*"(?P<secret>[A-Za-z0-9+/=._\-]{8,1000})"`),
+		Regexp:   regexp.MustCompile(`"(?P<key>auth|identitytoken)"\s*:\s*"(?P<secret>[A-Za-z0-9+/=._\-]{8,})"`),
 		Priority: prioFile + 5, Keep: keepDockerAuth, Tail: 1100,
 	},
 	{
 		ID: "cloud-cli-credential", Kind: "cloud CLI credential", Description: "Token or secret in a gcloud or Azure CLI credential file",
-		Anchors: []string{"token", "secret"},
-		Paths:   pathContains("/.config/gcloud/", "/application_default_credentials.json", "/.azure/", "/msal_token_cache.json", "/accessTokens.json", "/service_principal_entries.json"),
-		Regexp:  kv(`refresh_token|access_token|client_secret|secret|accessToken|refreshToken|clientSecret`, `[A-Za-z0-9+/=_\-.~]{16,1000}`),
+		Anchors:  []string{"token", "secret"},
+		Paths:    pathContains("/.config/gcloud/", "/application_default_credentials.json", "/.azure/", "/msal_token_cache.json", "/accessTokens.json", "/service_principal_entries.json"),
+		Regexp:   kv(`refresh_token|access_token|client_secret|secret|accessToken|refreshToken|clientSecret`, `[A-Za-z0-9+/=_\-.~]{16,}`),
 		Priority: prioFile,
 	},
 	// Generic: a value that looks random under a name that says it is secret,
@@ -384,9 +389,9 @@ var rules = []*Rule{
 	{
 		ID: "generic-secret", Kind: "secret in configuration", Description: "High-entropy value assigned to a secret-looking key (password, token, api_key, ...)",
 		Anchors: []string{"secret", "token", "passw", "pwd", "api_key", "apikey", "api-key", "access_key", "accesskey", "private_key", "privatekey", "credential", "auth", "_key", "-key", ".key", "signingkey", "masterkey", "encryptionkey"},
-		Regexp: kv(`[A-Za-z0-9_.\-]{0,40}?(?:secret|token|passw(?:or)?d|passwd|pwd|pass|api[_.\-]?key|access[_.\-]?key|private[_.\-]?key|auth[_.\-]?key|credentials?|[_.\-]key|signing[_.\-]?key|master[_.\-]?key|encryption[_.\-]?key|auth)[A-Za-z0-9_.\-]{0,24}`,
-			valueChars+`{8,256}`),
-		Priority: prioGeneric, Generic: true,
+		Regexp: kv(`[A-Za-z0-9_.\-]*?(?:secret|token|passw(?:or)?d|passwd|pwd|pass|api[_.\-]?key|access[_.\-]?key|private[_.\-]?key|auth[_.\-]?key|credentials?|[_.\-]key|signing[_.\-]?key|master[_.\-]?key|encryption[_.\-]?key|auth)[A-Za-z0-9_.\-]*`,
+			valueChars+`{8,}`),
+		Priority: prioGeneric, Generic: true, Pre: assignmentFollows,
 	},
 	// Structural detectors (no Regexp): see structure.go.
 	{
@@ -401,6 +406,43 @@ var rules = []*Rule{
 		ID: "kubernetes-secret", Kind: "Kubernetes Secret value", Description: "Value in a Kubernetes Secret manifest (data is base64-decoded, then scanned)",
 		Priority: prioFile, Generic: true,
 	},
+}
+
+// assignmentFollows reports whether the key name containing pos is followed
+// by an assignment (=, :, :=, =>), possibly after a closing quote or bracket.
+func assignmentFollows(buf []byte, pos int) bool {
+	i, end := pos, min(len(buf), pos+64)
+	for i < end && (isAlnum(buf[i]) || buf[i] == '_' || buf[i] == '.' || buf[i] == '-') {
+		i++
+	}
+	for k := 0; k < 2 && i < len(buf) && (buf[i] == '"' || buf[i] == '\'' || buf[i] == '`' || buf[i] == ']'); k++ {
+		i++
+	}
+	for k := 0; k < 8 && i < len(buf) && (buf[i] == ' ' || buf[i] == '\t'); k++ {
+		i++
+	}
+	return i < len(buf) && (buf[i] == '=' || buf[i] == ':')
+}
+
+// userinfoFollows reports whether the URL whose "://" is at pos has a
+// user-info part (an "@" before the first "/", space or quote).
+func userinfoFollows(buf []byte, pos int) bool {
+	for i, end := pos+3, min(len(buf), pos+400); i < end; i++ {
+		switch buf[i] {
+		case '@':
+			return true
+		case '/', ' ', '\t', '\n', '\r', '"', '\'', '<', '>', '`':
+			return false
+		}
+	}
+	return false
+}
+
+// schemeWithUserinfo is userinfoFollows for an anchor on the scheme name.
+func schemeWithUserinfo(buf []byte, pos int) bool {
+	end := min(len(buf), pos+20)
+	i := bytes.Index(buf[pos:end], []byte("://"))
+	return i >= 0 && userinfoFollows(buf, pos+i)
 }
 
 // ruleByID indexes rules; it is read-only after init.

@@ -317,8 +317,14 @@ const (
 	overlap   = 64 << 10
 )
 
+// chunkPool recycles chunk buffers: allocating (and zeroing) 8 MiB per file
+// would cost more than scanning a typical small file.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+2*overlap); return &b }}
+
 func (s *Scanner) scanStream(ctx context.Context, r io.Reader, loc *location, col *collector) error {
-	buf := make([]byte, 0, chunkSize+2*overlap)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := (*bp)[:0]
 	lineBase, colBase := 0, 0
 	first := true
 	for {
