@@ -11,6 +11,7 @@ import (
 	_ "time/tzdata" // time zones must resolve the same in a scratch container as on a laptop
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/decls"
 	"cel.dev/cel-go/common/overloads"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
@@ -169,6 +170,11 @@ var timeFuncs = []struct {
 	{overloads.TimeGetMilliseconds, overloads.TimestampToMillisecondsWithTz, func(t time.Time) int { return t.Nanosecond() / 1e6 }},
 }
 
+// noGuards drops cel-go's per-call runtime argument type checks for Warden's
+// own functions: each has a single overload and its binding checks its
+// arguments itself.
+var noGuards = decls.DisableTypeGuards(true)
+
 func newEnv() (*cel.Env, error) {
 	opts := []cel.EnvOption{
 		cel.CustomTypeProvider(provider{types.NewEmptyRegistry()}),
@@ -183,13 +189,13 @@ func newEnv() (*cel.Env, error) {
 		cel.Variable("context", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Function("inCidr",
 			cel.Overload("inCidr_string_string", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
-				cel.BinaryBinding(celInCidr))),
+				cel.BinaryBinding(celInCidr)), noGuards),
 		cel.Function("globMatch",
 			cel.Overload("globMatch_string_string", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
-				cel.BinaryBinding(celGlobMatch))),
+				cel.BinaryBinding(celGlobMatch)), noGuards),
 		cel.Function("emailDomain",
 			cel.Overload("emailDomain_string", []*cel.Type{cel.StringType}, cel.StringType,
-				cel.UnaryBinding(celEmailDomain))),
+				cel.UnaryBinding(celEmailDomain)), noGuards),
 	}
 	for _, tf := range timeFuncs {
 		get := tf.get
@@ -267,24 +273,35 @@ type zoneEntry struct {
 	err error
 }
 
+// zones is a copy-on-write map: lookups are a plain map read, misses (rare)
+// copy it under zoneMu.
 var (
-	zoneCache sync.Map // string -> zoneEntry
-	zoneCount atomic.Int64
+	zones  atomic.Pointer[map[string]zoneEntry]
+	zoneMu sync.Mutex
 )
 
 // location resolves a CEL time zone argument: an IANA name ("Europe/Berlin",
 // "UTC") or a fixed offset "+HH:MM" / "-HH:MM", exactly as cel-go does, but
 // each name is loaded once.
 func location(name string) (*time.Location, error) {
-	if e, ok := zoneCache.Load(name); ok {
-		ze := e.(zoneEntry)
-		return ze.loc, ze.err
+	if m := zones.Load(); m != nil {
+		if ze, ok := (*m)[name]; ok {
+			return ze.loc, ze.err
+		}
 	}
 	loc, err := loadLocation(name)
-	if zoneCount.Load() < maxCachedZones {
-		if _, loaded := zoneCache.LoadOrStore(name, zoneEntry{loc, err}); !loaded {
-			zoneCount.Add(1)
+	zoneMu.Lock()
+	defer zoneMu.Unlock()
+	old := zones.Load()
+	if old == nil || len(*old) < maxCachedZones {
+		m := make(map[string]zoneEntry, 1+lenOf(old))
+		if old != nil {
+			for k, v := range *old {
+				m[k] = v
+			}
 		}
+		m[name] = zoneEntry{loc, err}
+		zones.Store(&m)
 	}
 	return loc, err
 }
@@ -320,4 +337,11 @@ func loadLocation(name string) (*time.Location, error) {
 		off = hr*3600 - mn*60
 	}
 	return time.FixedZone(name, off), nil
+}
+
+func lenOf(m *map[string]zoneEntry) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }

@@ -69,8 +69,11 @@ type rule struct {
 	notBefore time.Time // zero: none
 	expiresAt time.Time // zero: none
 
-	// Reasons are built once here so that Decide allocates nothing for them.
+	// Reasons are built once here so that Decide allocates nothing for them:
+	// matchReason names the rule; reasons[0] is the allow or deny reason,
+	// reasons[1] and [2] the approval-required and approved reasons.
 	matchReason string
+	reasons     [3]string
 }
 
 var ruleIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -218,6 +221,15 @@ func compileRule(e *cel.Env, doc *Document, p *Policy, i int) (*rule, error) {
 		}
 	}
 	r.matchReason = fmt.Sprintf("rule %q of policy %q", r.id, p.name)
+	switch r.effect {
+	case Allow:
+		r.reasons[0] = "allowed by " + r.matchReason
+	case Deny:
+		r.reasons[0] = "denied by " + r.matchReason
+	case RequireApproval:
+		r.reasons[1] = "approval required by " + r.matchReason
+		r.reasons[2] = "allowed with an approval required by " + r.matchReason
+	}
 	return r, nil
 }
 

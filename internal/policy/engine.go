@@ -220,18 +220,22 @@ type ruleRef struct {
 	ord int32 // position in deciding order: policy name, then rule order
 }
 
-type patRef struct {
-	ruleRef
-	p *pattern
+// patGroup holds the rules of one bucket that share a pattern, so a pattern
+// written in many policies (say "*:admin.*") is matched once per decision.
+type patGroup struct {
+	p    *pattern
+	refs []ruleRef
 }
 
 // bucket indexes the rules that apply to one subject by action.
 type bucket struct {
-	exact map[string][]ruleRef // full action -> rules
-	conn  map[string][]patRef  // literal connector -> rules with an operation pattern
-	wild  []patRef             // patterns with a wildcard connector
-	all   []ruleRef            // the pattern "*"
-	every []ruleRef            // every rule, for Explain
+	exact map[string][]ruleRef   // full action -> rules
+	conn  map[string][]*patGroup // literal connector -> operation patterns
+	wild  []*patGroup            // patterns with a wildcard connector
+	all   []ruleRef              // the pattern "*"
+	every []ruleRef              // every rule, for Explain
+	// groups finds a pattern's group while building.
+	groups map[string]*patGroup
 }
 
 type labelKV struct{ k, v string }
@@ -291,7 +295,7 @@ func selectorKey(s *Selector) string {
 }
 
 func newBucket() *bucket {
-	return &bucket{exact: map[string][]ruleRef{}, conn: map[string][]patRef{}}
+	return &bucket{exact: map[string][]ruleRef{}, conn: map[string][]*patGroup{}, groups: map[string]*patGroup{}}
 }
 
 func (b *bucket) add(p *Policy, first int32) {
@@ -305,10 +309,18 @@ func (b *bucket) add(p *Policy, first int32) {
 				b.all = append(b.all, ref)
 			case pat.connLit && pat.opLit:
 				b.exact[pat.raw] = append(b.exact[pat.raw], ref)
-			case pat.connLit:
-				b.conn[pat.conn] = append(b.conn[pat.conn], patRef{ref, pat})
 			default:
-				b.wild = append(b.wild, patRef{ref, pat})
+				g := b.groups[pat.raw]
+				if g == nil {
+					g = &patGroup{p: pat}
+					b.groups[pat.raw] = g
+					if pat.connLit {
+						b.conn[pat.conn] = append(b.conn[pat.conn], g)
+					} else {
+						b.wild = append(b.wild, g)
+					}
+				}
+				g.refs = append(g.refs, ref)
 			}
 		}
 	}
@@ -370,6 +382,12 @@ func buildSnapshot(m map[string]*Policy) *snapshot {
 		}
 		ord += int32(len(p.rules))
 	}
+	for _, b := range s.idents {
+		b.groups = nil
+	}
+	for _, se := range sels {
+		se.b.groups = nil
+	}
 	return s
 }
 
@@ -417,16 +435,14 @@ func (s *snapshot) candidates(out []ruleRef, id *Identity, action, conn, op stri
 			return
 		}
 		out = append(out, b.exact[action]...)
-		for i := range b.conn[conn] {
-			pr := &b.conn[conn][i]
-			if pr.p.match(conn, op) {
-				out = append(out, pr.ruleRef)
+		for _, g := range b.conn[conn] {
+			if g.p.match(conn, op) {
+				out = append(out, g.refs...)
 			}
 		}
-		for i := range b.wild {
-			pr := &b.wild[i]
-			if pr.p.match(conn, op) {
-				out = append(out, pr.ruleRef)
+		for _, g := range b.wild {
+			if g.p.match(conn, op) {
+				out = append(out, g.refs...)
 			}
 		}
 		out = append(out, b.all...)
@@ -554,9 +570,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	}()
 
 	var (
-		mbuf     [16]Match
+		mbuf     [8]Match
 		matched  = mbuf[:0]
-		abuf     [16]*rule
+		abuf     [8]*rule
 		allows   = abuf[:0]
 		deny     *rule
 		denyErr  string
@@ -628,14 +644,14 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	var d Decision
 	switch {
 	case deny != nil:
-		d = Decision{Effect: Deny, Code: CodeDenied, Policy: deny.pol.name, Rule: deny.id, Reason: "denied by " + deny.matchReason}
+		d = Decision{Effect: Deny, Code: CodeDenied, Policy: deny.pol.name, Rule: deny.id, Reason: deny.reasons[0]}
 		if denyErr != "" {
 			d.Reason += " (its condition failed to evaluate, so it applies: " + denyErr + ")"
 		}
 	case appr != nil && req.Approved:
-		d = Decision{Effect: Allow, Code: CodeAllowed, Policy: appr.pol.name, Rule: appr.id, Reason: "allowed with an approval required by " + appr.matchReason}
+		d = Decision{Effect: Allow, Code: CodeAllowed, Policy: appr.pol.name, Rule: appr.id, Reason: appr.reasons[2]}
 	case appr != nil:
-		d = Decision{Effect: RequireApproval, Code: CodeApprovalRequired, Policy: appr.pol.name, Rule: appr.id, Reason: "approval required by " + appr.matchReason}
+		d = Decision{Effect: RequireApproval, Code: CodeApprovalRequired, Policy: appr.pol.name, Rule: appr.id, Reason: appr.reasons[1]}
 		if apprErr != "" {
 			d.Reason += " (its condition failed to evaluate, so it applies: " + apprErr + ")"
 		}
@@ -666,7 +682,7 @@ func (e *Engine) allowWithinLimits(ctx context.Context, req *Request, allows []*
 	}
 	for _, r := range allows {
 		if r.limit == nil {
-			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: "allowed by " + r.matchReason}
+			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: r.reasons[0]}
 		}
 		res, err := e.lim.Take(ctx, LimitKey{Policy: r.pol.name, Rule: r.id, Identity: idKey}, *r.limit, e.now(), !req.DryRun)
 		if err != nil {
@@ -674,7 +690,7 @@ func (e *Engine) allowWithinLimits(ctx context.Context, req *Request, allows []*
 				Reason: "the rate limit of " + r.matchReason + " could not be checked, so it does not allow: " + err.Error()}
 		}
 		if res.Allowed {
-			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: "allowed by " + r.matchReason}
+			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: r.reasons[0]}
 		}
 		if req.Explain {
 			for i := range *trace {
