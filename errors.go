@@ -30,6 +30,13 @@ const (
 	CodeIdentitySuspended      Code = "identity_suspended"
 	CodeIdentityDecommissioned Code = "identity_decommissioned"
 	CodeUnknownIdentity        Code = "unknown_identity"
+
+	// Gateway codes: Warden refused or could not complete a governed call.
+	CodeUnknownOperation      Code = "unknown_operation"
+	CodeNoCredential          Code = "no_credential"
+	CodeCredentialUnavailable Code = "credential_unavailable"
+	CodeAuditUnavailable      Code = "audit_unavailable"
+	CodeUpstreamUnavailable   Code = "upstream_unavailable"
 )
 
 // Error is Warden's error: a stable code, a message that is safe to show to a

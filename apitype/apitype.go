@@ -21,6 +21,10 @@ type Problem struct {
 	Code      string `json:"code"`
 	Field     string `json:"field,omitempty"`
 	RequestID string `json:"request_id,omitempty"`
+	// Policy, Rule and RetryAfter are set on governed calls Warden refused.
+	Policy     string `json:"policy,omitempty"`
+	Rule       string `json:"rule,omitempty"`
+	RetryAfter int64  `json:"retry_after,omitempty"`
 }
 
 // Identity is a non-human identity.

@@ -9,24 +9,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"warden"
+	"warden/internal/problem"
 )
 
 type ctxKey int
 
-const (
-	principalKey ctxKey = iota
-	requestIDKey
-)
+const principalKey ctxKey = 0
 
 // principal returns the authenticated caller (set by wrap).
 func principal(r *http.Request) warden.Principal {
 	p, _ := r.Context().Value(principalKey).(warden.Principal)
 	return p
-}
-
-func requestID(r *http.Request) string {
-	id, _ := r.Context().Value(requestIDKey).(string)
-	return id
 }
 
 // statusWriter records the status for metrics and logs.
@@ -64,7 +57,7 @@ func (a *API) wrap(rt route) http.Handler {
 		id := warden.NewID(warden.PrefixRequest)
 		sw := &statusWriter{ResponseWriter: w}
 		sw.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx := problem.WithRequestID(r.Context(), id)
 		r = r.WithContext(ctx)
 		defer func() {
 			if v := recover(); v != nil {

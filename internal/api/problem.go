@@ -9,68 +9,12 @@ import (
 	"strings"
 
 	"warden"
-	"warden/apitype"
+	"warden/internal/problem"
 )
 
-// httpStatus maps error codes onto HTTP statuses, in one place.
-func httpStatus(c warden.Code) int {
-	switch c {
-	case warden.CodeInvalid:
-		return http.StatusBadRequest
-	case warden.CodeNotFound:
-		return http.StatusNotFound
-	case warden.CodeConflict:
-		return http.StatusConflict
-	case warden.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case warden.CodeForbidden, warden.CodeIdentitySuspended, warden.CodeIdentityDecommissioned, warden.CodeUnknownIdentity:
-		return http.StatusForbidden
-	case warden.CodeRateLimited:
-		return http.StatusTooManyRequests
-	case warden.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case warden.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-// writeError renders err as problem+json. Internal errors are logged with
-// the request id and shown only as "internal error": no SQL, no stack, no
-// secret reaches the client.
+// writeError renders err as problem+json (see internal/problem).
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		err = warden.Errorf(warden.CodeTooLarge, "request body larger than %d bytes", mbe.Limit)
-	}
-	var we *warden.Error
-	if !errors.As(err, &we) {
-		we = &warden.Error{Code: warden.CodeInternal, Err: err}
-	}
-	status := httpStatus(we.Code)
-	p := apitype.Problem{
-		Type:      "urn:warden:problem:" + string(we.Code),
-		Title:     http.StatusText(status),
-		Status:    status,
-		Code:      string(we.Code),
-		Field:     we.Field,
-		Detail:    we.Message,
-		RequestID: requestID(r),
-	}
-	switch {
-	case we.Code == warden.CodeInternal:
-		a.o.Logger.Error("internal error", "request_id", p.RequestID, "method", r.Method, "path", r.URL.Path, "err", err)
-		p.Detail, p.Field = "internal error (request id "+p.RequestID+")", ""
-	case we.Code == warden.CodeUnavailable:
-		a.o.Logger.Warn("unavailable", "request_id", p.RequestID, "path", r.URL.Path, "err", err)
-	}
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="warden"`)
-	}
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(p)
+	problem.Write(w, r, a.o.Logger, err, nil)
 }
 
 // writeJSON writes v with the given status.

@@ -6,6 +6,8 @@ package gate
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"time"
 
 	"warden"
@@ -15,15 +17,21 @@ import (
 
 // Options are the gate's dependencies.
 type Options struct {
-	Identities *identity.Service
-	Policies   *policy.Engine
-	Now        func() time.Time
+	Identities  *identity.Service
+	Policies    *policy.Engine
+	Credentials Credentials
+	Auditor     Auditor
+	Logger      *slog.Logger
+	Now         func() time.Time
 }
 
 // Gate decides.
 type Gate struct {
 	ids      *identity.Service
 	policies *policy.Engine
+	creds    Credentials
+	auditor  Auditor
+	log      *slog.Logger
 	now      func() time.Time
 }
 
@@ -32,7 +40,7 @@ func New(o Options) *Gate {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Gate{ids: o.Identities, policies: o.Policies, now: o.Now}
+	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, log: o.Logger, now: o.Now}
 }
 
 // Question is one operation to decide.
@@ -93,3 +101,5 @@ func quote(s string) string {
 	}
 	return `"` + s + `"`
 }
+
+func asWardenError(err error, target **warden.Error) bool { return errors.As(err, target) }

@@ -1,0 +1,188 @@
+package gate
+
+import (
+	"context"
+	"time"
+
+	"warden"
+	"warden/internal/connector"
+	"warden/internal/credential"
+	"warden/internal/identity"
+	"warden/internal/policy"
+)
+
+// Credentials resolves the credential that serves a call.
+type Credentials interface {
+	Resolve(ctx context.Context, connector, identityID string) (*credential.Material, error)
+}
+
+// Record is what the gate asks the audit log to keep. Kind is
+// "operation.decided" (written and durable before anything is forwarded) or
+// "operation.completed".
+type Record struct {
+	Kind         string
+	Time         time.Time
+	Actor        string // identity:<id>
+	IdentityID   string
+	Action       string
+	Resource     map[string]any
+	Decision     string // allow | deny | require_approval | error
+	Code         string
+	Policy       string
+	Rule         string
+	Reason       string
+	ApprovalID   string
+	CredentialID string
+	Method       string
+	Path         string
+	ClientIP     string
+	UserAgent    string
+	RequestID    string
+	BytesIn      int64
+	BytesOut     int64
+	Status       int
+	Latency      time.Duration
+	DecidedSeq   int64 // for completed events: the decided event's seq
+}
+
+// Auditor makes records durable. Record must return only once the record is
+// durable; an error means it is not, and the call must fail closed.
+type Auditor interface {
+	Record(ctx context.Context, r Record) (seq int64, err error)
+}
+
+// Call is one governed operation, as a front translated it.
+type Call struct {
+	Principal  warden.Principal // an authenticated identity
+	Connector  *connector.Connector
+	Op         *connector.Op
+	Resource   map[string]any
+	Params     map[string]any
+	Context    map[string]any
+	Method     string // upstream method
+	Path       string // upstream path (rebuilt from the template)
+	ClientIP   string
+	UserAgent  string
+	RequestID  string
+	ApprovalID string
+	BytesIn    int64
+}
+
+// Verdict is the gate's answer to Check. When Err is nil the call may go
+// upstream with Credential injected; otherwise Err (a *warden.Error whose
+// code is the decision code) says why not, and Decision says who decided.
+type Verdict struct {
+	Decision   policy.Decision
+	Identity   *identity.Identity
+	Credential *credential.Material
+	DecidedSeq int64
+	Err        error
+	start      time.Time
+	call       *Call
+}
+
+// Check runs the pipeline: identity status, policy, limits, the approval
+// hook, credential resolution, and the durable "decided" audit record. It
+// fails closed: any step that cannot decide denies, and nothing may be
+// forwarded unless Verdict.Err is nil.
+func (g *Gate) Check(ctx context.Context, c *Call) *Verdict {
+	v := &Verdict{start: g.now(), call: c}
+	d, id, err := g.Decide(ctx, Question{
+		Identity: c.Principal.ID, Action: c.Op.Action, Class: c.Op.Class,
+		Resource: c.Resource, Params: c.Params, Context: c.Context,
+		IP: c.ClientIP, Method: c.Method, Path: c.Path,
+	})
+	if err != nil {
+		v.Decision = policy.Decision{Effect: policy.Deny, Code: policy.Code(warden.CodeUnavailable), Reason: "the gate could not decide"}
+		v.Err = warden.Wrap(err, warden.CodeUnavailable, "the gate could not decide; nothing was forwarded")
+		g.audit(ctx, v, "error")
+		return v
+	}
+	v.Decision, v.Identity = d, id
+	switch d.Effect {
+	case policy.Allow:
+	case policy.RequireApproval:
+		// Until approvals are wired, a call that needs a human is refused.
+		v.Err = warden.Errorf(warden.CodeApprovalRequired, "%s", d.Reason)
+		g.audit(ctx, v, string(d.Effect))
+		return v
+	default:
+		v.Err = warden.Errorf(warden.Code(d.Code), "%s", d.Reason)
+		g.audit(ctx, v, string(d.Effect))
+		return v
+	}
+	if g.creds != nil && c.Connector.Doc.Auth.Type != "none" {
+		m, err := g.creds.Resolve(ctx, c.Connector.Name, id.ID)
+		if err != nil {
+			code := warden.ErrorCode(err)
+			if code != warden.CodeNoCredential {
+				code = warden.CodeCredentialUnavailable
+			}
+			v.Err = warden.Wrap(err, code, errMessage(err))
+			g.audit(ctx, v, "deny")
+			return v
+		}
+		v.Credential = m
+	}
+	seq, err := g.audit(ctx, v, "allow")
+	if err != nil {
+		v.Err = warden.Wrap(err, warden.CodeAuditUnavailable, "the audit log cannot record this call; nothing was forwarded")
+		v.Credential = nil
+		return v
+	}
+	v.DecidedSeq = seq
+	return v
+}
+
+func errMessage(err error) string {
+	var we *warden.Error
+	if ok := asWardenError(err, &we); ok && we.Message != "" {
+		return we.Message
+	}
+	return "credential unavailable"
+}
+
+// audit writes the decided record. Denials are recorded too; their audit
+// failure does not change the answer (it is already a refusal).
+func (g *Gate) audit(ctx context.Context, v *Verdict, decision string) (int64, error) {
+	if g.auditor == nil {
+		return 0, warden.Errorf(warden.CodeAuditUnavailable, "no audit log configured")
+	}
+	c := v.call
+	r := Record{
+		Kind: "operation.decided", Time: v.start, Actor: c.Principal.Actor(), IdentityID: c.Principal.ID,
+		Action: c.Op.Action, Resource: c.Resource, Decision: decision, Code: string(v.Decision.Code),
+		Policy: v.Decision.Policy, Rule: v.Decision.Rule, Reason: v.Decision.Reason, ApprovalID: c.ApprovalID,
+		Method: c.Method, Path: c.Path, ClientIP: c.ClientIP, UserAgent: c.UserAgent, RequestID: c.RequestID, BytesIn: c.BytesIn,
+	}
+	if v.Err != nil {
+		r.Code = string(warden.ErrorCode(v.Err))
+	}
+	if v.Credential != nil {
+		r.CredentialID = v.Credential.CredentialID
+	}
+	return g.auditor.Record(ctx, r)
+}
+
+// Complete records the outcome of a forwarded call.
+func (g *Gate) Complete(ctx context.Context, v *Verdict, status int, bytesOut int64, err error) {
+	if g.auditor == nil || v.Err != nil {
+		return
+	}
+	c := v.call
+	r := Record{
+		Kind: "operation.completed", Time: g.now(), Actor: c.Principal.Actor(), IdentityID: c.Principal.ID,
+		Action: c.Op.Action, Decision: "allow", Code: string(v.Decision.Code), Policy: v.Decision.Policy, Rule: v.Decision.Rule,
+		Method: c.Method, Path: c.Path, ClientIP: c.ClientIP, RequestID: c.RequestID, BytesIn: c.BytesIn, BytesOut: bytesOut,
+		Status: status, Latency: g.now().Sub(v.start), DecidedSeq: v.DecidedSeq,
+	}
+	if v.Credential != nil {
+		r.CredentialID = v.Credential.CredentialID
+	}
+	if err != nil {
+		r.Reason = err.Error()
+	}
+	if _, err := g.auditor.Record(ctx, r); err != nil && g.log != nil {
+		g.log.Error("audit: completed record lost", "request_id", c.RequestID, "err", err)
+	}
+}
