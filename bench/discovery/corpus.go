@@ -295,6 +295,40 @@ func (g *gen) decoyLine(ext string) (string, string, string) {
 	}
 }
 
+// hardLine returns items chosen to be hard for pattern scanners, Warden
+// included: secrets in forms with no key=value shape or prefix (XML
+// elements, command-line flags, HTTP basic auth, tuples in code), and decoys
+// that sit under secret-sounding names but are not secrets. They keep the
+// corpus from only testing what the rules were written for.
+func (g *gen) hardLine() (text, kind string, secret bool, category string) {
+	switch g.rng.IntN(12) {
+	case 0:
+		return "    <password>" + g.password() + "</password>", "hard-xml", true, ""
+	case 1:
+		return `  <add key="StorageAccountKey" value="` + g.s(b64, 40) + `" />`, "hard-xml", true, ""
+	case 2:
+		return "mysql -h db.internal -u admin -p" + g.s(alnum, 16) + " app < dump.sql", "hard-cli", true, ""
+	case 3:
+		return "curl -H 'Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("svc:"+g.s(alnum, 20))) + "' https://api.internal/v1", "hard-basic-auth", true, ""
+	case 4:
+		return `    resp = requests.get(url, auth=("deploy", "` + g.password() + `"))`, "hard-code", true, ""
+	case 5:
+		return fmt.Sprintf("  webhook_secret_checksum: %s", g.s(hexLow, 64)), "hash", false, "hard"
+	case 6:
+		return fmt.Sprintf("  session_token_lifetime: %dh", 1+g.rng.IntN(48)), "config", false, "hard"
+	case 7:
+		return fmt.Sprintf(`  "password_reset_template": "reset-%s-v%d",`, g.s(lower, 6), g.rng.IntN(9)), "config", false, "hard"
+	case 8:
+		return fmt.Sprintf("  secret_store_ref: projects/%s/secrets/db-password/versions/%d", g.s(lower, 8), g.rng.IntN(9)), "reference", false, "hard"
+	case 9:
+		return fmt.Sprintf("    test_password = \"Fixture%d!\"", g.rng.IntN(999)), "fixture", false, "hard"
+	case 10:
+		return fmt.Sprintf("  auth_key_rotation: %s", g.pick("weekly", "monthly", "P30D", "0 3 * * 1")), "config", false, "hard"
+	default:
+		return fmt.Sprintf("  token_audience: api://%s-%s", g.s(lower, 6), g.s(hexLow, 8)), "config", false, "hard"
+	}
+}
+
 var words = strings.Fields(`user account order invoice payment request response handler client server config
 value result error item list map index count total price amount status state event message queue
 session cache store record entry field name title label description created updated deleted`)

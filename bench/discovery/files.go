@@ -76,6 +76,9 @@ func (g *gen) source(name, ext string) error {
 			}
 		}
 		switch r := g.rng.IntN(1000); {
+		case r < 2:
+			text, kind, secret, cat := g.hardLine()
+			f.plant(text, kind, secret, cat)
 		case r < 6:
 			text, kind := g.secretLine(ext)
 			f.plant(text, kind, true, "")
@@ -107,6 +110,9 @@ func (g *gen) config(dir string) error {
 	}
 	for k := 0; k < 30+g.rng.IntN(30); k++ {
 		switch r := g.rng.IntN(100); {
+		case r < 3:
+			text, kind, secret, cat := g.hardLine()
+			f.plant(text, kind, secret, cat)
 		case r < 12:
 			text, kind := g.secretLine(ext)
 			f.plant(text, kind, true, "")

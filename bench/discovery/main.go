@@ -52,9 +52,9 @@ func Generate(root string, sizeMB int, seed uint64) (*Manifest, error) {
 
 // hit is one finding reduced to what matching needs.
 type hit struct {
-	file string
-	line int
-	rule string
+	file          string
+	line, endLine int
+	rule          string
 }
 
 // Score compares findings with the labels: a finding on a line of a planted
@@ -89,7 +89,15 @@ func score(tool string, man *Manifest, hits []hit, secs float64) Score {
 	s := Score{Tool: tool, Seconds: secs, FPBy: map[string]int{}, MissedBy: map[string]int{}}
 	found := map[*Label]bool{}
 	for _, h := range hits {
+		// A finding matches the label on its first line, or else the first
+		// secret label within its line span (a multi-line match such as a
+		// whole Kubernetes manifest reports the manifest's first line).
 		l := labelAt[key{h.file, h.line}]
+		for ln := h.line + 1; (l == nil || !l.Secret) && ln <= h.endLine && ln < h.line+200; ln++ {
+			if m := labelAt[key{h.file, ln}]; m != nil && m.Secret && !found[m] {
+				l = m
+			}
+		}
 		switch {
 		case l != nil && l.Secret:
 			found[l] = true
@@ -276,11 +284,19 @@ func runWarden(root string, cpus int) ([]hit, float64, error) {
 	return hits, secs, nil
 }
 
-// buildGitleaks installs gitleaks' CLI from the module proxy into a
-// temporary GOBIN (never into the repository).
+// buildGitleaks installs gitleaks' CLI from the module proxy into a GOBIN
+// in the user's cache directory (never into the repository), reusing an
+// earlier build of the same version.
 func buildGitleaks(tmp, version string, stderr io.Writer) (string, error) {
-	bin := filepath.Join(tmp, "bin")
-	fmt.Fprintf(stderr, "building gitleaks %s ...\n", version)
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = tmp
+	}
+	bin := filepath.Join(cache, "warden-bench", "gitleaks-"+version)
+	if _, err := os.Stat(filepath.Join(bin, "gitleaks")); err == nil {
+		return filepath.Join(bin, "gitleaks"), nil
+	}
+	fmt.Fprintf(stderr, "building gitleaks %s (once; kept in %s) ...\n", version, bin)
 	cmd := exec.Command("go", "install", "github.com/zricethezav/gitleaks/v8@"+version)
 	cmd.Env = append(os.Environ(), "GOBIN="+bin, "GOFLAGS=-mod=mod", "GOWORK=off")
 	cmd.Dir = tmp
@@ -294,6 +310,7 @@ type gitleaksFinding struct {
 	RuleID    string
 	File      string
 	StartLine int
+	EndLine   int
 }
 
 func runGitleaks(bin, root, tmp string, cpus int) ([]hit, float64, error) {
@@ -317,7 +334,7 @@ func runGitleaks(bin, root, tmp string, cpus int) ([]hit, float64, error) {
 	prefix := filepath.ToSlash(filepath.Clean(root)) + "/"
 	var hits []hit
 	for _, f := range fs {
-		hits = append(hits, hit{file: strings.TrimPrefix(filepath.ToSlash(f.File), prefix), line: f.StartLine, rule: f.RuleID})
+		hits = append(hits, hit{file: strings.TrimPrefix(filepath.ToSlash(f.File), prefix), line: f.StartLine, endLine: f.EndLine, rule: f.RuleID})
 	}
 	return hits, secs, nil
 }
