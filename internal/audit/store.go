@@ -1,0 +1,81 @@
+package audit
+
+import (
+	"context"
+	"time"
+
+	"warden"
+)
+
+// Store is the data access the audit log needs; internal/store implements
+// it for SQLite and PostgreSQL. It holds no rules: hashing, sequencing and
+// checking live in this package.
+type Store interface {
+	// PrepareAudit installs what the log needs at start (the head row, the
+	// triggers that refuse UPDATE and DELETE on events). Idempotent.
+	PrepareAudit(ctx context.Context) error
+	// AppendAudit runs one write transaction: it locks and reads the head,
+	// reads up to maxChanges admin changes not yet audited (oldest first),
+	// calls build, inserts the events build returns, marks every change
+	// passed to build as audited by the event build made for it
+	// (ChangeEvent), advances the head to the last event and commits. build
+	// may run more than once if the engine retries; it must be pure.
+	AppendAudit(ctx context.Context, maxChanges int, build BuildFunc) error
+	// AuditHead reads the head row.
+	AuditHead(ctx context.Context) (Head, error)
+	// ScanAudit calls fn for every event with seq > after, in seq order.
+	// The event passed to fn is reused between calls.
+	ScanAudit(ctx context.Context, after int64, fn func(*Event) error) error
+	// QueryAudit returns the events matching f (see Filter).
+	QueryAudit(ctx context.Context, f Filter) ([]Event, error)
+	// AuditEventHash returns the stored hash of the event at seq.
+	AuditEventHash(ctx context.Context, seq int64) (Hash, bool, error)
+	// InsertCheckpoint stores a checkpoint; one at the same seq already
+	// stored is not an error.
+	InsertCheckpoint(ctx context.Context, c Checkpoint) error
+	// Checkpoints lists stored checkpoints by seq.
+	Checkpoints(ctx context.Context) ([]Checkpoint, error)
+	// AuditKey returns the sealed key stored under id (CodeNotFound when
+	// there is none); InsertAuditKey stores one (CodeConflict when id
+	// exists).
+	AuditKey(ctx context.Context, id string) ([]byte, error)
+	InsertAuditKey(ctx context.Context, id string, sealed []byte, at time.Time) error
+}
+
+// PendingChange is an admin change from the changes table not yet in the
+// chain; Seq is its changes.seq.
+type PendingChange struct {
+	Seq    int64
+	Change warden.Change
+}
+
+// Batch is what build returns: the events to insert, in chain order, and for
+// each pending change the index in Events of the event that adopts it.
+type Batch struct {
+	Events      []*Event
+	ChangeEvent []int // parallel to the pending changes given to build
+}
+
+// BuildFunc makes a batch on top of head from the pending changes.
+type BuildFunc func(head Head, changes []PendingChange) (Batch, error)
+
+// Filter selects events for QueryAudit. Empty fields do not filter.
+type Filter struct {
+	Identity string
+	Kind     string
+	// Action matches exactly, or as a pattern when it contains '*' (any
+	// run of characters, case-sensitive).
+	Action   string
+	Decision string
+	Since    time.Time // inclusive
+	Until    time.Time // exclusive
+	// Text is a case-insensitive substring of reason, action, actor,
+	// identity, resource, code, policy, rule, request path or detail.
+	Text string
+	// Before (newest first) or After (oldest first) bound seq exclusively;
+	// Ascending orders oldest first. Limit caps the answer (1..1000).
+	Before    int64
+	After     int64
+	Ascending bool
+	Limit     int
+}
