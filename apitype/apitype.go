@@ -302,3 +302,114 @@ type DecisionTrace struct {
 	Result string `json:"result"`
 	Detail string `json:"detail,omitempty"`
 }
+
+// ExecuteRequest is the body of POST /v1/execute.
+type ExecuteRequest struct {
+	Connector string         `json:"connector"`
+	Operation string         `json:"operation"`
+	Resource  map[string]any `json:"resource,omitempty"`
+	Params    map[string]any `json:"params,omitempty"`
+}
+
+// ExecuteResponse is the upstream's answer to an executed operation. Body
+// is the upstream body as JSON when it was JSON, as a string when it was
+// text; BodyBase64 carries binary bodies.
+type ExecuteResponse struct {
+	Status     int               `json:"status"`
+	Headers    map[string]string `json:"headers"`
+	Body       json.RawMessage   `json:"body,omitempty"`
+	BodyBase64 []byte            `json:"body_base64,omitempty"`
+}
+
+// Credential is a credential's metadata; secrets are write-only and never
+// returned.
+type Credential struct {
+	ID          string         `json:"id"`
+	Name        string         `json:"name"`
+	Type        string         `json:"type"`
+	Connector   string         `json:"connector"`
+	Identity    string         `json:"identity,omitempty"`
+	Owner       string         `json:"owner,omitempty"`
+	Description string         `json:"description,omitempty"`
+	Config      map[string]any `json:"config,omitempty"`
+	Rotation    *Rotation      `json:"rotation,omitempty"`
+	RotationDue bool           `json:"rotation_due"`
+	ExpiresAt   *time.Time     `json:"expires_at"`
+	Version     int64          `json:"version"`
+	CreatedAt   time.Time      `json:"created_at"`
+	CreatedBy   string         `json:"created_by"`
+	UpdatedAt   time.Time      `json:"updated_at"`
+	RotatedAt   time.Time      `json:"rotated_at"`
+	LastUsedAt  *time.Time     `json:"last_used_at"`
+}
+
+// Rotation is a credential's rotation policy.
+type Rotation struct {
+	Every Duration `json:"every"`
+}
+
+// CreateCredential is the body of POST /v1/credentials.
+type CreateCredential struct {
+	Name        string            `json:"name"`
+	Type        string            `json:"type"`
+	Connector   string            `json:"connector"`
+	Identity    string            `json:"identity,omitempty"`
+	Owner       string            `json:"owner,omitempty"`
+	Description string            `json:"description,omitempty"`
+	Secret      map[string]string `json:"secret"`
+	Config      map[string]any    `json:"config,omitempty"`
+	Rotation    *Rotation         `json:"rotation,omitempty"`
+	ExpiresAt   *time.Time        `json:"expires_at,omitempty"`
+}
+
+// UpdateCredential is the body of PATCH /v1/credentials/{name}.
+type UpdateCredential struct {
+	Owner       *string         `json:"owner,omitempty"`
+	Description *string         `json:"description,omitempty"`
+	Config      *map[string]any `json:"config,omitempty"`
+	Rotation    *Rotation       `json:"rotation,omitempty"`
+	ExpiresAt   *time.Time      `json:"expires_at,omitempty"`
+}
+
+// RotateCredential is the body of POST /v1/credentials/{name}/rotate.
+type RotateCredential struct {
+	Secret map[string]string `json:"secret"`
+}
+
+// CredentialList lists credentials.
+type CredentialList struct {
+	Credentials []Credential `json:"credentials"`
+}
+
+// Connector is a stored connector's summary.
+type Connector struct {
+	Name        string            `json:"name"`
+	Version     int64             `json:"version"`
+	BaseURL     string            `json:"base_url"`
+	Auth        string            `json:"auth"`
+	Description string            `json:"description,omitempty"`
+	Operations  []ConnectorOp     `json:"operations"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	UpdatedBy   string            `json:"updated_by"`
+	Extra       map[string]string `json:"extra,omitempty"`
+}
+
+// ConnectorOp is one operation of a connector.
+type ConnectorOp struct {
+	ID          string `json:"id"`
+	Action      string `json:"action"`
+	Method      string `json:"method"`
+	Path        string `json:"path"`
+	Class       string `json:"class"`
+	Description string `json:"description,omitempty"`
+}
+
+// ConnectorList lists connectors.
+type ConnectorList struct {
+	Connectors []Connector `json:"connectors"`
+}
+
+// CatalogList lists the built-in connector catalog.
+type CatalogList struct {
+	Connectors []Connector `json:"connectors"`
+}

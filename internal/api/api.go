@@ -7,15 +7,19 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"warden"
 	"warden/internal/authn"
+	"warden/internal/connector"
+	"warden/internal/credential"
 	"warden/internal/gate"
 	"warden/internal/identity"
 	"warden/internal/policy"
+	"warden/internal/proxy"
 )
 
 // Health reports whether a dependency is ready.
@@ -34,6 +38,10 @@ type Options struct {
 	Authn        *authn.Service
 	Policies     *policy.Service
 	Gate         *gate.Gate
+	Credentials  *credential.Service
+	Connectors   *connector.Registry
+	Catalog      *connector.Catalog
+	Proxy        *proxy.Proxy
 	Database     Health
 	Changes      Changes
 	Logger       *slog.Logger
@@ -48,6 +56,7 @@ type API struct {
 	o       Options
 	mux     *http.ServeMux
 	metrics *metrics
+	proxy   http.Handler
 }
 
 // New builds the API handler.
@@ -67,14 +76,39 @@ func New(o Options) *API {
 	}
 	a := &API{o: o, mux: http.NewServeMux(), metrics: newMetrics(o.Registry)}
 	for _, r := range a.routes() {
+		if r.Method == "ANY" {
+			continue // the proxy front, dispatched in ServeHTTP
+		}
 		a.mux.Handle(r.Method+" "+r.Pattern, a.wrap(r))
 	}
 	a.mux.Handle("/", a.wrap(route{Pattern: "/", Auth: authNone, Handler: a.notFound}))
+	for _, r := range a.routes() {
+		if r.Method == "ANY" {
+			a.proxy = a.wrap(r)
+		}
+	}
 	return a
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. The proxy front is dispatched before
+// the mux: the mux would answer unclean paths (dot segments, double
+// slashes) with a redirect, while the gateway refuses them with a clear
+// problem and never forwards them.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, proxy.Prefix) || strings.HasPrefix(r.URL.EscapedPath(), proxy.Prefix) {
+		a.proxy.ServeHTTP(w, r)
+		return
+	}
+	a.mux.ServeHTTP(w, r)
+}
+
+func (a *API) proxyCall(w http.ResponseWriter, r *http.Request) error {
+	if a.o.Proxy == nil {
+		return warden.Errorf(warden.CodeNotFound, "the gateway is not enabled")
+	}
+	a.o.Proxy.ServeHTTP(w, r, principal(r))
+	return nil
+}
 
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) error {
 	return warden.Errorf(warden.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)

@@ -64,6 +64,17 @@ func (a *API) OpenAPI() ([]byte, error) {
 		if paths[rt.Pattern] == nil {
 			paths[rt.Pattern] = map[string]any{}
 		}
+		if rt.Method == "ANY" {
+			for _, m := range []string{"get", "post", "put", "patch", "delete"} {
+				mop := map[string]any{}
+				for k, v := range op {
+					mop[k] = v
+				}
+				mop["operationId"] = m + "_proxy"
+				paths[rt.Pattern][m] = mop
+			}
+			continue
+		}
 		paths[rt.Pattern][strings.ToLower(rt.Method)] = op
 	}
 	doc := map[string]any{

@@ -63,6 +63,22 @@ func (a *API) routes() []route {
 		{Method: "DELETE", Pattern: "/v1/policies/{name}", Auth: authAdmin, Summary: "Delete a policy (its history stays)", Status: 204, Handler: a.deletePolicy},
 		{Method: "POST", Pattern: "/v1/authorize", Auth: authAny, Summary: "Decide a question (admin: any identity; an identity: itself)", Request: typeOf[apitype.AuthorizeRequest](), Response: typeOf[apitype.Decision](), Handler: a.authorize},
 
+		{Method: "POST", Pattern: "/v1/credentials", Auth: authAdmin, Summary: "Store a credential (the secret is write-only)", Request: typeOf[apitype.CreateCredential](), Response: typeOf[apitype.Credential](), Status: 201, Handler: a.createCredential},
+		{Method: "GET", Pattern: "/v1/credentials", Auth: authAdmin, Summary: "List credentials (metadata only)", Response: typeOf[apitype.CredentialList](), Query: []string{"connector", "rotation"}, Handler: a.listCredentials},
+		{Method: "GET", Pattern: "/v1/credentials/{name}", Auth: authAdmin, Summary: "Get a credential's metadata", Response: typeOf[apitype.Credential](), Handler: a.getCredential},
+		{Method: "PATCH", Pattern: "/v1/credentials/{name}", Auth: authAdmin, Summary: "Update a credential's metadata", Request: typeOf[apitype.UpdateCredential](), Response: typeOf[apitype.Credential](), Handler: a.updateCredential},
+		{Method: "POST", Pattern: "/v1/credentials/{name}/rotate", Auth: authAdmin, Summary: "Store a new secret version", Request: typeOf[apitype.RotateCredential](), Response: typeOf[apitype.Credential](), Handler: a.rotateCredential},
+		{Method: "DELETE", Pattern: "/v1/credentials/{name}", Auth: authAdmin, Summary: "Delete a credential", Status: 204, Handler: a.deleteCredential},
+
+		{Method: "PUT", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Create or replace a connector (YAML or JSON)", Response: typeOf[apitype.Connector](), Handler: a.putConnector},
+		{Method: "GET", Pattern: "/v1/connectors", Auth: authAdmin, Summary: "List connectors in force", Response: typeOf[apitype.ConnectorList](), Handler: a.listConnectors},
+		{Method: "GET", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Get a connector (its document, or a JSON summary with Accept: application/json)", Handler: a.getConnector},
+		{Method: "DELETE", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Delete a connector", Status: 204, Handler: a.deleteConnector},
+		{Method: "GET", Pattern: "/v1/catalog", Auth: authAny, Summary: "The built-in connector catalog", Response: typeOf[apitype.CatalogList](), Handler: a.catalog},
+
+		{Method: "ANY", Pattern: "/proxy/{connector}/{path...}", Auth: authAgent, Summary: "Governed call: forwarded to the connector's upstream with the credential injected, if policy allows", Handler: a.proxyCall},
+		{Method: "POST", Pattern: "/v1/execute", Auth: authAgent, Summary: "Call a connector operation by name (governed)", Request: typeOf[apitype.ExecuteRequest](), Response: typeOf[apitype.ExecuteResponse](), Handler: a.execute},
+
 		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
 		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
 		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},

@@ -301,9 +301,9 @@ func (c *Connector) Operations() []*Op {
 	return out
 }
 
-// Path builds the upstream path for op from path parameter values, each
+// BuildPath builds the upstream path for op from path parameter values, each
 // escaped as one segment. Missing or unsafe values are errors.
-func (op *Op) Path(params map[string]string) (string, error) {
+func (op *Op) BuildPath(params map[string]string) (string, error) {
 	var b strings.Builder
 	for _, s := range op.segments {
 		b.WriteByte('/')

@@ -22,9 +22,12 @@ import (
 	"warden/internal/api"
 	"warden/internal/authn"
 	"warden/internal/config"
+	"warden/internal/connector"
+	"warden/internal/credential"
 	"warden/internal/gate"
 	"warden/internal/identity"
 	"warden/internal/policy"
+	"warden/internal/proxy"
 	"warden/internal/seal"
 	"warden/internal/store"
 )
@@ -105,13 +108,28 @@ func Run(ctx context.Context, o Options) error {
 		// rules grant nothing); the others load. Say so loudly.
 		log.Error("some stored policies are not in force", "err", err)
 	}
-	g := gate.New(gate.Options{Identities: ids, Policies: engine})
+	creds := credential.New(credential.Options{Store: st, Sealer: keyring})
+	catalog, err := connector.LoadCatalog()
+	if err != nil {
+		return fmt.Errorf("connector catalog: %w", err)
+	}
+	connectors := connector.NewRegistry(st, catalog)
+	if err := connectors.Reload(ctx); err != nil {
+		log.Error("some stored connectors are not in force", "err", err)
+	}
+	// auditor makes the gate's records durable. Until an audit log is
+	// configured the gate has none and every governed call fails closed
+	// with 503 audit_unavailable.
+	var auditor gate.Auditor
+	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Logger: log})
+	gw := proxy.New(proxy.Options{Gate: g, Connectors: connectors, Logger: log})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
-		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st, Changes: st, Logger: log,
+		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Changes: st, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -143,7 +161,7 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		background(bg, log, st, authSvc, keyring, policies)
+		background(bg, log, st, authSvc, keyring, policies, connectors, creds)
 	}()
 
 	serveErr := make(chan error, 1)
@@ -207,7 +225,7 @@ func masterKey(cfg *config.Config, getenv func(string) string, log *slog.Logger)
 // background runs periodic work: flushing last-used times, and on a shared
 // database picking up other replicas' changes (identity status,
 // revocations, keys) so they take effect here within about a second.
-func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *authn.Service, keyring *seal.Keyring, policies *policy.Service) {
+func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *authn.Service, keyring *seal.Keyring, policies *policy.Service, connectors *connector.Registry, creds *credential.Service) {
 	flush := time.NewTicker(5 * time.Second)
 	defer flush.Stop()
 	var refresh <-chan time.Time
@@ -224,6 +242,9 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *au
 			if err := auth.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("flushing last-used times", "err", err)
 			}
+			if err := creds.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("flushing credential last-used times", "err", err)
+			}
 		case <-refresh:
 			if err := auth.Load(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("refreshing shared state", "err", err)
@@ -234,6 +255,11 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *au
 			if err := policies.Reload(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("reloading policies", "err", err)
 			}
+			if err := connectors.Reload(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("reloading connectors", "err", err)
+			}
+			// Other replicas may have rotated or deleted credentials.
+			creds.Purge()
 		}
 	}
 }

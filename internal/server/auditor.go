@@ -1,0 +1,58 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+	"strings"
+
+	"warden/internal/audit"
+	"warden/internal/gate"
+)
+
+// gateAuditor turns the gate's records into audit events. Append returns
+// only once the event is durable; its error makes the gate fail closed.
+type gateAuditor struct{ log *audit.Log }
+
+func (g gateAuditor) Record(ctx context.Context, r gate.Record) (int64, error) {
+	e := audit.Event{
+		Time: r.Time, Kind: r.Kind, Actor: r.Actor, Identity: r.IdentityID, Action: r.Action,
+		Resource: resourceString(r.Resource), Decision: r.Decision, Code: r.Code, Policy: r.Policy, Rule: r.Rule,
+		Reason: r.Reason, ApprovalID: r.ApprovalID, CredentialID: r.CredentialID, TraceID: r.RequestID,
+		Request: audit.Request{Method: r.Method, Path: r.Path, ClientIP: r.ClientIP, UserAgent: r.UserAgent, Bytes: r.BytesIn, ResponseBytes: r.BytesOut},
+		Outcome: audit.Outcome{Status: r.Status, Latency: r.Latency},
+	}
+	if r.DecidedSeq != 0 {
+		e.Detail, _ = json.Marshal(map[string]int64{"decided_seq": r.DecidedSeq})
+	}
+	rc, err := g.log.Append(ctx, e)
+	return rc.Seq, err
+}
+
+// resourceString renders path parameters as "k=v,k=v", sorted, for the
+// event's resource field.
+func resourceString(m map[string]any) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		if s, ok := m[k].(string); ok {
+			b.WriteString(s)
+		} else {
+			v, _ := json.Marshal(m[k])
+			b.Write(v)
+		}
+	}
+	return b.String()
+}
