@@ -7,6 +7,8 @@ import (
 
 	"warden"
 	"warden/internal/config"
+	"warden/internal/connector"
+	"warden/internal/credential"
 	"warden/internal/identity"
 	"warden/internal/policy"
 )
@@ -25,16 +27,18 @@ rules:
   - id: read-anything
     effect: allow
     actions: ["*:*.get", "*:*.list"]
+  - id: send-inside-example-com
+    description: Mail only to example.com, at most 3 a minute
+    effect: allow
+    actions: ["demo:messages.send"]
+    when: 'has(params.to) && emailDomain(params.to) == "example.com"'
+    limit: {count: 3, per: 1m}
   - id: deletes-need-a-human
     effect: require_approval
     actions: ["*:*.delete"]
-  - id: writes-in-moderation
-    effect: allow
-    actions: ["*:*.create", "*:*.update"]
-    limit: {count: 100, per: 1h}
 `
 
-func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Config, ids *identity.Service, policies *policy.Service) error {
+func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Config, ids *identity.Service, policies *policy.Service, connectors *connector.Registry, creds *credential.Service) error {
 	root := warden.Principal{Kind: warden.PrincipalAdmin, ID: "root", Subject: "root", Roles: []string{warden.RoleAdmin}}
 	if _, err := ids.Lookup(ctx, "example-agent"); warden.IsCode(err, warden.CodeNotFound) {
 		if _, err := ids.Create(ctx, root, identity.CreateInput{
@@ -46,6 +50,10 @@ func devBootstrap(ctx context.Context, out io.Writer, addr string, cfg config.Co
 		}
 	} else if err != nil {
 		return fmt.Errorf("dev bootstrap: %w", err)
+	}
+	demoAddr, err := startDemo(ctx, connectors, creds)
+	if err != nil {
+		return err
 	}
 	if _, err := policies.Get(ctx, root, "example"); warden.IsCode(err, warden.CodeNotFound) {
 		if _, _, err := policies.Put(ctx, root, "example", []byte(devPolicy), "application/yaml"); err != nil {
@@ -62,10 +70,14 @@ Never run dev mode in production.
 
 Try it:
   export WARDEN_ADDR=http://%s WARDEN_TOKEN=%s
-  curl -s -X POST $WARDEN_ADDR/v1/identities/example-agent/keys -H "Authorization: Bearer $WARDEN_TOKEN"
-  curl -s -X POST $WARDEN_ADDR/v1/authorize -H "Authorization: Bearer $WARDEN_TOKEN" \
-       -d '{"identity":"example-agent","action":"github:repos.delete"}'
+  KEY=$(curl -s -X POST $WARDEN_ADDR/v1/identities/example-agent/keys -H "Authorization: Bearer $WARDEN_TOKEN" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  curl -s $WARDEN_ADDR/proxy/demo/messages -H "Authorization: Bearer $KEY"
+  curl -s $WARDEN_ADDR/proxy/demo/messages -H "Authorization: Bearer $KEY" \
+       -H 'Content-Type: application/json' -d '{"to":"bob@example.com","subject":"hi"}'
 
-`, cfg.Data, addr, cfg.Data, cfg.RootToken.Reveal(), addr, cfg.RootToken.Reveal())
+The demo upstream at http://%s takes a token only Warden holds (credential demo-token).
+
+`, cfg.Data, addr, cfg.Data, cfg.RootToken.Reveal(), addr, cfg.RootToken.Reveal(), demoAddr)
 	return nil
 }

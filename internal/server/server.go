@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"warden"
 	"warden/internal/api"
+	"warden/internal/audit"
 	"warden/internal/authn"
 	"warden/internal/config"
 	"warden/internal/connector"
@@ -91,6 +93,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer keyring.Close()
 
+	// The audit log: open before anything can be governed or changed, so
+	// every call and change is recorded; closed (with a final signed
+	// checkpoint) after the HTTP server has drained.
+	auditLog, err := audit.Open(ctx, audit.Options{
+		Store: st, Keyring: keyring, Logger: log,
+		CheckpointFile: filepath.Join(cfg.Data, audit.CheckpointFileName),
+	})
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	defer auditLog.Close(context.Background())
+
 	var authSvc *authn.Service
 	ids := identity.New(identity.Options{Store: st, OnChange: func(id *identity.Identity) { authSvc.IdentityChanged(id) }})
 	authSvc = authn.New(authn.Options{
@@ -117,10 +131,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := connectors.Reload(ctx); err != nil {
 		log.Error("some stored connectors are not in force", "err", err)
 	}
-	// auditor makes the gate's records durable. Until an audit log is
-	// configured the gate has none and every governed call fails closed
-	// with 503 audit_unavailable.
-	var auditor gate.Auditor
+	// auditor makes the gate's records durable; when the audit log cannot
+	// write, every governed call fails closed with 503 audit_unavailable.
+	var auditor gate.Auditor = gateAuditor{log: auditLog}
 	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Logger: log})
 	gw := proxy.New(proxy.Options{Gate: g, Connectors: connectors, Logger: log})
 
@@ -129,7 +142,7 @@ func Run(ctx context.Context, o Options) error {
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
-		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Changes: st, Logger: log,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Changes: st, Audit: auditLog, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -151,7 +164,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	if cfg.Dev {
-		if err := devBootstrap(ctx, o.Stdout, ln.Addr().String(), cfg, ids, policies); err != nil {
+		if err := devBootstrap(ctx, o.Stdout, ln.Addr().String(), cfg, ids, policies, connectors, creds); err != nil {
 			return err
 		}
 	}
@@ -192,6 +205,9 @@ func Run(ctx context.Context, o Options) error {
 	defer fcancel()
 	if err := authSvc.FlushLastUsed(fctx); err != nil {
 		log.Warn("flushing last-used times", "err", err)
+	}
+	if err := auditLog.Close(fctx); err != nil {
+		log.Error("closing the audit log (final checkpoint)", "err", err)
 	}
 	log.Info("stopped")
 	return nil
