@@ -13,5 +13,6 @@ func commands(c *cli) []*cobra.Command {
 		newWhoamiCmd(c),
 		newAdminTokenCmd(c),
 		newPolicyCmd(c),
+		newAuditCmd(c),
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"warden"
+	"warden/internal/audit"
 	"warden/internal/authn"
 	"warden/internal/connector"
 	"warden/internal/credential"
@@ -44,6 +45,7 @@ type Options struct {
 	Proxy        *proxy.Proxy
 	Database     Health
 	Changes      Changes
+	Audit        *audit.Log // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints
 	Logger       *slog.Logger
 	Registry     prometheus.Registerer
 	MaxBodyBytes int64

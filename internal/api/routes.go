@@ -54,6 +54,10 @@ func (a *API) routes() []route {
 		{Method: "POST", Pattern: "/v1/admin-tokens", Auth: authAdmin, Summary: "Create an admin token (shown once)", Request: typeOf[apitype.CreateAdminToken](), Response: typeOf[apitype.AdminToken](), Status: 201, Handler: a.createAdminToken},
 		{Method: "GET", Pattern: "/v1/admin-tokens", Auth: authAdmin, Summary: "List admin tokens", Response: typeOf[apitype.AdminTokenList](), Handler: a.listAdminTokens},
 		{Method: "DELETE", Pattern: "/v1/admin-tokens/{id}", Auth: authAdmin, Summary: "Revoke an admin token", Status: 204, Handler: a.revokeAdminToken},
+		{Method: "GET", Pattern: "/v1/audit", Auth: authAdmin, Summary: "Search audit events, newest first (security, auditor or admin role)", Response: typeOf[AuditList](), Query: []string{"identity", "kind", "action", "decision", "since", "until", "text", "limit", "cursor"}, Handler: a.listAudit},
+		{Method: "GET", Pattern: "/v1/audit/verify", Auth: authAdmin, Summary: "Verify the whole audit chain and every checkpoint (security, auditor or admin role)", Response: typeOf[AuditVerify](), Handler: a.verifyAudit},
+		{Method: "GET", Pattern: "/v1/audit/export", Auth: authAdmin, Summary: "Export matching audit events, oldest first, as JSON Lines or OCSF (application/x-ndjson)", Query: []string{"format", "identity", "kind", "action", "decision", "since", "until", "text"}, Handler: a.exportAudit},
+		{Method: "GET", Pattern: "/v1/audit/checkpoints", Auth: authAdmin, Summary: "Signed audit checkpoints with their public keys (application/x-ndjson, checkpoint file format)", Handler: a.auditCheckpoints},
 		{Method: "GET", Pattern: "/v1/changes", Auth: authAdmin, Summary: "Recorded admin changes, newest first", Response: typeOf[apitype.ChangeList](), Query: []string{"target", "limit"}, Handler: a.listChanges},
 
 		{Method: "PUT", Pattern: "/v1/policies/{name}", Auth: authAdmin, Summary: "Create or replace a policy (YAML or JSON body; compiled before it is saved)", Response: typeOf[apitype.Policy](), Handler: a.putPolicy},

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -110,6 +111,9 @@ type checkpointFile struct {
 // last line left by a crash (an unfinished write, never a checkpoint that
 // was acknowledged) and returns the checkpoints it holds.
 func openCheckpointFile(path string) (*checkpointFile, []Checkpoint, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, unavailable(err, "cannot create the directory of the audit checkpoint file")
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, nil, unavailable(err, "cannot open the audit checkpoint file")

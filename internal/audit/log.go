@@ -507,3 +507,18 @@ func (l *Log) Verify(ctx context.Context) (Report, error) {
 	}
 	return Verify(ctx, l.store, o)
 }
+
+// Checkpoints returns the database's checkpoints, each with the public key
+// of the key that signed it (for export: see GET /v1/audit/checkpoints).
+func (l *Log) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
+	cps, err := l.store.Checkpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cps {
+		if pub, ok := l.keys.PublicKey(cps[i].KeyID); ok {
+			cps[i].PublicKey = pub
+		}
+	}
+	return cps, nil
+}
