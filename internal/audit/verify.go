@@ -194,9 +194,8 @@ type chainVerifier struct {
 	// A hash mismatch where the content fits a later seq is either a
 	// reorder (the next event fits this seq) or a deletion with the rest
 	// renumbered; the next event decides.
-	pending     *Problem
-	pendingSeq  int64 // the seq the mismatching content was written as
-	pendingNext bool
+	pending    *Problem
+	pendingSeq int64 // the seq the mismatching content was written as
 }
 
 func newChainVerifier(cps []Checkpoint) *chainVerifier {
@@ -238,7 +237,7 @@ func (v *chainVerifier) add(e *Event) *Problem {
 			if h2, ok := hashAsSeq(&v.buf, e, s); ok && h2 == e.Hash {
 				switch {
 				case s < e.Seq:
-					return v.fail(&Problem{Seq: s + 1, Kind: ProblemInserted, Message: fmt.Sprintf("the event now at seq %d was written as seq %d: %d event(s) were inserted before it", e.Seq, s, e.Seq-s)})
+					return v.fail(&Problem{Seq: s, Kind: ProblemInserted, Message: fmt.Sprintf("the event now at seq %d was written as seq %d: %d event(s) were inserted before it", e.Seq, s, e.Seq-s)})
 				default:
 					v.pending = &Problem{Seq: e.Seq, Kind: ProblemDeleted, Message: fmt.Sprintf("the event now at seq %d was written as seq %d: events were deleted and the rest renumbered", e.Seq, s)}
 					v.pendingSeq = s
