@@ -132,6 +132,8 @@ func TestGenericSecretsInConfigFormats(t *testing.T) {
 		{"App.java", "private static final String apiKey = \"" + v + "\";\n", v},
 		{"settings.py", "SECRET_KEY = '" + v + "'\n", v},
 		{"app.properties", "spring.datasource.password=" + pw + "\n", pw},
+		{"deploy.sh", "DB_PASS='" + pw + "' ./migrate\n", pw},
+		{"compose.yml", "    environment:\n      - POSTGRES_PASSWORD=" + pw + "\n", pw},
 	} {
 		fs := s.ScanBytes(c.name, []byte(c.text))
 		if len(fs) != 1 || fs[0].Secret.Reveal() != c.want {
@@ -248,6 +250,21 @@ func TestInlineAllowAndFingerprintKey(t *testing.T) {
 	b := only(t, New(Options{FingerprintKey: []byte("other")}).ScanBytes("a", []byte("u="+tok+"\n")))
 	if b.Fingerprint == f.Fingerprint {
 		t.Error("fingerprint does not depend on the key")
+	}
+}
+
+func TestKeyedProviderSecrets(t *testing.T) {
+	s := New(Options{})
+	tw, aws, bearer := randFrom(hexLow, 32), randFrom(b64, 40), randFrom(urlB64, 40)
+	for _, c := range []struct{ text, rule, secret string }{
+		{"TWILIO_AUTH_TOKEN=" + tw + "\n", "twilio-auth-token", tw},
+		{"aws_secret_access_key = " + aws + "\n", "aws-secret-access-key", aws},
+		{"curl -H \"Authorization: Bearer " + bearer + "\" https://api.internal\n", "bearer-token", bearer},
+	} {
+		f := only(t, s.ScanBytes("x.sh", []byte(c.text)))
+		if f.Rule != c.rule || f.Secret.Reveal() != c.secret {
+			t.Errorf("%s: got %s", c.rule, f.Rule)
+		}
 	}
 }
 

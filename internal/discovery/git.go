@@ -48,6 +48,9 @@ const maxHistoryLine = 16 << 20
 // Commits or files whose objects git cannot read are reported through
 // Options.Warn and skipped; the rest of history is still scanned.
 func (s *Scanner) ScanGit(ctx context.Context, dir, since string) ([]Finding, error) {
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		dir = filepath.Dir(dir) // a file argument: the repository around it
+	}
 	top, err := gitOutput(ctx, dir, "rev-parse", "--show-toplevel")
 	if err != nil {
 		return nil, fmt.Errorf("scan history of %s: not a git repository: %w", dir, err)

@@ -59,6 +59,19 @@ func samples() map[string]string {
 		"npm-access-token":        checksummed("npm_"),
 		"azure-storage-key":       randFrom(b64, 86) + "==",
 		"jwt":                     makeJWT(),
+		"google-oauth-secret":     "GOCSPX-" + randFrom(urlB64, 28),
+		"azure-ad-client-secret":  randFrom(alnum, 3) + "8Q~" + randFrom(alnum+"_~.-", 34),
+		"pypi-token":              "pypi-AgEIcHlwaS5vcmc" + randFrom(urlB64, 70),
+		"dockerhub-token":         "dckr_pat_" + randFrom(urlB64, 27),
+		"vault-token":             "hvs." + randFrom(urlB64, 90),
+		"digitalocean-token":      "dop_v1_" + randFrom(hexLow, 64),
+		"shopify-token":           "shpat_" + randFrom(hexLow, 32),
+		"huggingface-token":       "hf_" + randFrom(alnum[10:], 34),
+		"databricks-token":        "dapi" + randFrom(hexLow, 32),
+		"grafana-token":           "glsa_" + randFrom(alnum, 32) + "_" + randFrom(hexLow, 8),
+		"telegram-bot-token":      "123456789:AA" + randFrom(urlB64, 33),
+		"postman-api-key":         "PMAK-" + randFrom(hexLow, 24) + "-" + randFrom(hexLow, 34),
+		"mailgun-key":             "key-" + randFrom(hexLow, 32),
 	}
 }
 

@@ -177,7 +177,7 @@ var rules = []*Rule{
 	{
 		ID: "slack-token", Kind: "Slack token", Description: "Slack bot, user, app-level or configuration token",
 		Anchors: []string{"xoxb-", "xoxp-", "xoxa-", "xoxs-", "xoxr-", "xoxe", "xapp-"},
-		Regexp:  regexp.MustCompile(`\b(?P<secret>(?:xox[bpasr]|xoxe\.xox[bp]|xoxe)-(?P<body>[0-9]{1,16}-[0-9A-Za-z\-]{10,})|xapp-(?P<body2>\d-[A-Z0-9]{9,12}-\d{10,14}-[a-z0-9]{40,}))\b`),
+		Regexp:  regexp.MustCompile(`\b(?P<secret>(?:xox[bpasr]|xoxe\.xox[bp]|xoxe)-(?:[0-9]{1,16}-){0,3}(?P<body>[0-9A-Za-z][0-9A-Za-z\-]{9,})|xapp-\d-[A-Z0-9]{9,12}-\d{10,14}-(?P<body2>[a-z0-9]{40,}))\b`),
 		Prefix:  "xox", Priority: prioProvider,
 	},
 	{
@@ -388,7 +388,7 @@ var rules = []*Rule{
 	// name: value (YAML, JSON, ENV, TOML, INI, HCL, properties, code).
 	{
 		ID: "generic-secret", Kind: "secret in configuration", Description: "High-entropy value assigned to a secret-looking key (password, token, api_key, ...)",
-		Anchors: []string{"secret", "token", "passw", "pwd", "api_key", "apikey", "api-key", "access_key", "accesskey", "private_key", "privatekey", "credential", "auth", "_key", "-key", ".key", "signingkey", "masterkey", "encryptionkey"},
+		Anchors: []string{"secret", "token", "pass", "pwd", "api_key", "apikey", "api-key", "access_key", "accesskey", "private_key", "privatekey", "credential", "auth", "_key", "-key", ".key", "signingkey", "masterkey", "encryptionkey"},
 		Regexp: kv(`[A-Za-z0-9_.\-]*?(?:secret|token|passw(?:or)?d|passwd|pwd|pass|api[_.\-]?key|access[_.\-]?key|private[_.\-]?key|auth[_.\-]?key|credentials?|[_.\-]key|signing[_.\-]?key|master[_.\-]?key|encryption[_.\-]?key|auth)[A-Za-z0-9_.\-]*`,
 			valueChars+`{8,}`),
 		Priority: prioGeneric, Generic: true, Pre: assignmentFollows,
