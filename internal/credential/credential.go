@@ -8,7 +8,9 @@ package credential
 
 import (
 	"context"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,22 +26,37 @@ const (
 	TypeQuery  = "query"  // {name, value}
 )
 
-// secretFields lists each type's required secret fields.
-var secretFields = map[string][]string{
-	TypeBearer: {"token"},
-	TypeHeader: {"name", "value"},
-	TypeBasic:  {"username", "password"},
-	TypeQuery:  {"name", "value"},
+// typeSpec is what a credential type needs: its required and optional
+// secret fields and a check of its non-secret config.
+type typeSpec struct {
+	required []string
+	optional []string
+	// secret, when set, checks the secret fields beyond presence.
+	secret func(fields map[string]string) error
+	// config, when set, checks the non-secret config (and rejects keys it
+	// does not know); o says what the server allows (dev mode).
+	config func(cfg map[string]any, o *Options) error
 }
 
-// RegisterType adds a credential type with its required secret fields (used
-// by the packages that implement OAuth and dynamic database credentials).
-func RegisterType(name string, fields ...string) { secretFields[name] = fields }
+// specs holds every known type. Written only at init time (RegisterType
+// from package init functions), read concurrently afterwards.
+var specs = map[string]*typeSpec{
+	TypeBearer: {required: []string{"token"}},
+	TypeHeader: {required: []string{"name", "value"}},
+	TypeBasic:  {required: []string{"username", "password"}},
+	TypeQuery:  {required: []string{"name", "value"}},
+}
+
+// RegisterType adds a credential type with its required secret fields. It
+// must be called at init time only (the registry is not locked).
+func RegisterType(name string, fields ...string) { specs[name] = &typeSpec{required: fields} }
+
+func registerSpec(name string, s *typeSpec) { specs[name] = s }
 
 // Types lists the known credential types.
 func Types() []string {
-	out := make([]string, 0, len(secretFields))
-	for t := range secretFields {
+	out := make([]string, 0, len(specs))
+	for t := range specs {
 		out = append(out, t)
 	}
 	sort.Strings(out)
@@ -57,21 +74,34 @@ type Credential struct {
 	Description string
 	Config      map[string]any // non-secret settings (token URLs, scopes, grants)
 	Rotation    time.Duration  // rotate every; 0 = no policy
-	ExpiresAt   *time.Time
-	Version     int64
-	CreatedAt   time.Time
-	CreatedBy   string
-	UpdatedAt   time.Time
-	RotatedAt   time.Time
-	LastUsedAt  *time.Time
+	// RotationGrace is how long a superseded secret version stays stored
+	// (and openable) after a rotation before the sweeper retires it; 0
+	// means the service default (Options.RotationGrace).
+	RotationGrace time.Duration
+	ExpiresAt     *time.Time
+	Version       int64
+	CreatedAt     time.Time
+	CreatedBy     string
+	UpdatedAt     time.Time
+	RotatedAt     time.Time
+	LastUsedAt    *time.Time
 }
 
-// Sealed is one version of a credential's secret as stored.
+// Sealed is one version of a credential's secret as stored. A retired
+// version keeps its row (history) but no ciphertext.
 type Sealed struct {
 	CredentialID string
 	Version      int64
 	Ciphertext   []byte
 	CreatedAt    time.Time
+	// RetireAt is when a superseded version is retired (nil for the
+	// current version).
+	RetireAt *time.Time
+	// RetiredAt is when the sweeper erased the ciphertext.
+	RetiredAt *time.Time
+	// PreviousRetireAt is an instruction to UpdateCredential, not a stored
+	// field: earlier versions that have no RetireAt yet get this one.
+	PreviousRetireAt time.Time
 }
 
 // RotationDue reports whether the credential is past its rotation policy.
@@ -99,6 +129,15 @@ type Store interface {
 	// CodeNotFound.
 	BindingFor(ctx context.Context, connector, identityID string) (*Credential, error)
 	TouchCredentials(ctx context.Context, at map[string]int64) error
+	// CredentialByID returns a credential by id (CodeNotFound if gone).
+	CredentialByID(ctx context.Context, id string) (*Credential, error)
+	// ListVersions returns a credential's versions, oldest first, without
+	// ciphertext.
+	ListVersions(ctx context.Context, credentialID string) ([]Sealed, error)
+	// RetireVersions erases the ciphertext of every version whose RetireAt
+	// is at or before now and returns how many it retired. SealedVersion
+	// answers CodeNotFound for a retired version.
+	RetireVersions(ctx context.Context, now time.Time) (int, error)
 }
 
 var (
@@ -109,32 +148,33 @@ var (
 // ValidName reports whether s is a valid credential (or connector) name.
 func ValidName(s string) bool { return nameRE.MatchString(s) }
 
-// validateSecret checks that fields holds exactly the type's fields, each
-// non-empty and free of control characters (header injection).
+// validateSecret checks that fields holds the type's required fields and
+// nothing but its required and optional fields, each non-empty and free of
+// control characters (header injection).
 func validateSecret(typ string, fields map[string]string) error {
-	want, ok := secretFields[typ]
+	spec, ok := specs[typ]
 	if !ok {
 		return warden.FieldError("type", "unknown credential type %q (want one of %s)", typ, strings.Join(Types(), ", "))
 	}
-	for _, f := range want {
-		v, ok := fields[f]
-		if !ok || v == "" {
-			return warden.FieldError("secret."+f, "is required for type %s (fields: %s)", typ, strings.Join(want, ", "))
+	all := append(append([]string(nil), spec.required...), spec.optional...)
+	for _, f := range spec.required {
+		if v, ok := fields[f]; !ok || v == "" {
+			return warden.FieldError("secret."+f, "is required for type %s (fields: %s)", typ, strings.Join(all, ", "))
+		}
+	}
+	for _, f := range slices.Sorted(maps.Keys(fields)) {
+		v := fields[f]
+		if !slices.Contains(all, f) {
+			return warden.FieldError("secret."+f, "is not a field of type %s (fields: %s)", typ, strings.Join(all, ", "))
+		}
+		if v == "" {
+			return warden.FieldError("secret."+f, "must not be empty (leave it out instead)")
 		}
 		if strings.ContainsAny(v, "\r\n\x00") {
 			return warden.FieldError("secret."+f, "must not contain line breaks or NUL")
 		}
 		if len(v) > 16<<10 {
 			return warden.FieldError("secret."+f, "is longer than 16 KiB")
-		}
-	}
-	for f := range fields {
-		found := false
-		for _, w := range want {
-			found = found || w == f
-		}
-		if !found {
-			return warden.FieldError("secret."+f, "is not a field of type %s (fields: %s)", typ, strings.Join(want, ", "))
 		}
 	}
 	if typ == TypeHeader || typ == TypeQuery {
@@ -147,6 +187,9 @@ func validateSecret(typ string, fields map[string]string) error {
 				return warden.FieldError("secret.name", "header %q cannot carry a credential", fields["name"])
 			}
 		}
+	}
+	if spec.secret != nil {
+		return spec.secret(fields)
 	}
 	return nil
 }
