@@ -37,6 +37,10 @@ const (
 	CodeCredentialUnavailable Code = "credential_unavailable"
 	CodeAuditUnavailable      Code = "audit_unavailable"
 	CodeUpstreamUnavailable   Code = "upstream_unavailable"
+
+	// Approval codes.
+	CodeApprovalQuota   Code = "approval_quota"   // too many pending approvals for one identity
+	CodeApprovalInvalid Code = "approval_invalid" // the presented approval does not cover this call
 )
 
 // Error is Warden's error: a stable code, a message that is safe to show to a

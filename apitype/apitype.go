@@ -413,3 +413,49 @@ type ConnectorList struct {
 type CatalogList struct {
 	Connectors []Connector `json:"connectors"`
 }
+
+// ApprovalPending is the 202 answer to a governed call that needs a human.
+// Poll GET /v1/approvals/{approval_id}; once approved, repeat the identical
+// call with header `Warden-Approval: <approval_id>`.
+type ApprovalPending struct {
+	ApprovalID string    `json:"approval_id"`
+	Status     string    `json:"status"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	Reason     string    `json:"reason,omitempty"`
+	Policy     string    `json:"policy,omitempty"`
+	Rule       string    `json:"rule,omitempty"`
+}
+
+// Approval is a request for a human decision about one call.
+type Approval struct {
+	ID           string         `json:"id"`
+	Identity     string         `json:"identity"`
+	IdentityName string         `json:"identity_name"`
+	Owner        string         `json:"owner"`
+	Action       string         `json:"action"`
+	Method       string         `json:"method"`
+	Path         string         `json:"path"`
+	Resource     map[string]any `json:"resource,omitempty"`
+	Fingerprint  string         `json:"fingerprint"`
+	Policy       string         `json:"policy"`
+	Rule         string         `json:"rule"`
+	Reason       string         `json:"reason"`
+	Status       string         `json:"status"`
+	UsesLeft     int            `json:"uses_left"`
+	CreatedAt    time.Time      `json:"created_at"`
+	ExpiresAt    time.Time      `json:"expires_at"`
+	DecidedAt    *time.Time     `json:"decided_at"`
+	DecidedBy    string         `json:"decided_by,omitempty"`
+	Comment      string         `json:"comment,omitempty"`
+	UsedAt       *time.Time     `json:"used_at"`
+}
+
+// ApprovalList lists approvals, newest first.
+type ApprovalList struct {
+	Approvals []Approval `json:"approvals"`
+}
+
+// ApprovalDecision is the body of approve and deny.
+type ApprovalDecision struct {
+	Comment string `json:"comment,omitempty"`
+}

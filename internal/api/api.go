@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"warden"
+	"warden/internal/approval"
 	"warden/internal/audit"
 	"warden/internal/authn"
 	"warden/internal/connector"
@@ -43,6 +44,7 @@ type Options struct {
 	Connectors   *connector.Registry
 	Catalog      *connector.Catalog
 	Proxy        *proxy.Proxy
+	Approvals    *approval.Service
 	Database     Health
 	Changes      Changes
 	Audit        *audit.Log // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints

@@ -83,6 +83,11 @@ func (a *API) routes() []route {
 		{Method: "ANY", Pattern: "/proxy/{connector}/{path...}", Auth: authAgent, Summary: "Governed call: forwarded to the connector's upstream with the credential injected, if policy allows", Handler: a.proxyCall},
 		{Method: "POST", Pattern: "/v1/execute", Auth: authAgent, Summary: "Call a connector operation by name (governed)", Request: typeOf[apitype.ExecuteRequest](), Response: typeOf[apitype.ExecuteResponse](), Handler: a.execute},
 
+		{Method: "GET", Pattern: "/v1/approvals", Auth: authAny, Summary: "List approval requests (an identity sees its own)", Response: typeOf[apitype.ApprovalList](), Query: []string{"status", "limit"}, Handler: a.listApprovals},
+		{Method: "GET", Pattern: "/v1/approvals/{id}", Auth: authAny, Summary: "Get an approval request (the requesting identity may poll it)", Response: typeOf[apitype.Approval](), Handler: a.getApproval},
+		{Method: "POST", Pattern: "/v1/approvals/{id}/approve", Auth: authAdmin, Summary: "Approve a pending request (approver role; not for identities you own)", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Approval](), Handler: a.decideApproval(true)},
+		{Method: "POST", Pattern: "/v1/approvals/{id}/deny", Auth: authAdmin, Summary: "Deny a pending request", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Approval](), Handler: a.decideApproval(false)},
+
 		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
 		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
 		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"time"
 
@@ -34,6 +35,15 @@ type Config struct {
 	ShutdownGrace  time.Duration `yaml:"shutdown_grace"`
 	Dev            bool          `yaml:"-"`
 
+	// PublicURL is how humans reach this server (links in notifications).
+	PublicURL string `yaml:"public_url"`
+	// ApprovalTTL is how long an approval request waits (default 1h).
+	ApprovalTTL time.Duration `yaml:"approval_ttl"`
+	// ApprovalWebhookURL receives a signed, Slack-compatible message per
+	// approval request; ApprovalWebhookSecret signs it (env only is best).
+	ApprovalWebhookURL    string        `yaml:"approval_webhook_url"`
+	ApprovalWebhookSecret warden.Secret `yaml:"-"`
+
 	// MasterKey is filled by the server from WARDEN_MASTER_KEY or the key
 	// file; never from the YAML file.
 	MasterKey []byte `yaml:"-"`
@@ -50,6 +60,7 @@ func Defaults() Config {
 		LogLevel:      "info",
 		LogFormat:     "text",
 		ShutdownGrace: 20 * time.Second,
+		ApprovalTTL:   time.Hour,
 	}
 }
 
@@ -101,6 +112,11 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	set("WARDEN_AUDIENCE", &c.Audience)
 	set("WARDEN_LOG_LEVEL", &c.LogLevel)
 	set("WARDEN_LOG_FORMAT", &c.LogFormat)
+	set("WARDEN_PUBLIC_URL", &c.PublicURL)
+	set("WARDEN_APPROVAL_WEBHOOK_URL", &c.ApprovalWebhookURL)
+	if v := getenv("WARDEN_APPROVAL_WEBHOOK_SECRET"); v != "" {
+		c.ApprovalWebhookSecret = warden.NewSecret(v)
+	}
 	if v := getenv("WARDEN_ROOT_TOKEN"); v != "" {
 		c.RootToken = warden.NewSecret(v)
 	}
@@ -141,6 +157,14 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log_format %q: must be text or json", c.LogFormat)
+	}
+	if c.ApprovalTTL < time.Minute || c.ApprovalTTL > 7*24*time.Hour {
+		return fmt.Errorf("approval_ttl %s: must be between 1m and 168h", c.ApprovalTTL)
+	}
+	if c.ApprovalWebhookURL != "" {
+		if u, err := url.Parse(c.ApprovalWebhookURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return errors.New("approval_webhook_url: must be an http(s) URL")
+		}
 	}
 	if r := c.RootToken.Reveal(); r != "" && len(r) < 16 {
 		return errors.New("root token: must be at least 16 characters (WARDEN_ROOT_TOKEN)")

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"warden"
+	"warden/internal/approval"
 	"warden/internal/connector"
 	"warden/internal/credential"
 	"warden/internal/identity"
@@ -68,6 +69,68 @@ type Call struct {
 	BytesIn    int64
 }
 
+// approve handles a require_approval decision. With an approval id it
+// checks that the approval covers exactly this call, decides again as
+// approved (deny rules and limits still apply) and consumes the approval;
+// without one it files a new request. It reports whether the call may go
+// on; otherwise v.Err says why (approval_required with v.Pending set,
+// approval_invalid, approval_quota, ...).
+func (g *Gate) approve(ctx context.Context, c *Call, v *Verdict) bool {
+	if g.approvals == nil {
+		v.Err = warden.Errorf(warden.CodeApprovalRequired, "%s", v.Decision.Reason)
+		g.audit(ctx, v, string(policy.RequireApproval))
+		return false
+	}
+	id := v.Identity
+	fp := approval.Fingerprint(id.ID, c.Op.Action, c.Method, c.Path, c.Resource, c.Params)
+	if c.ApprovalID == "" {
+		a, err := g.approvals.Request(ctx, approval.RequestInput{
+			IdentityID: id.ID, IdentityName: id.Name, Owner: id.Owner, Action: c.Op.Action, Method: c.Method, Path: c.Path,
+			Resource: c.Resource, Fingerprint: fp, Policy: v.Decision.Policy, Rule: v.Decision.Rule, Reason: v.Decision.Reason,
+		})
+		if err != nil {
+			v.Err = err
+			g.audit(ctx, v, "deny")
+			return false
+		}
+		v.Pending = a
+		c.ApprovalID = a.ID
+		v.Err = warden.Errorf(warden.CodeApprovalRequired, "%s; a human must approve it (approval %s)", v.Decision.Reason, a.ID)
+		g.audit(ctx, v, string(policy.RequireApproval))
+		return false
+	}
+	a, err := g.approvals.Check(ctx, c.ApprovalID, id.ID, fp)
+	if err != nil {
+		if warden.IsCode(err, warden.CodeApprovalRequired) {
+			v.Pending = a
+		}
+		v.Err = err
+		g.audit(ctx, v, "deny")
+		return false
+	}
+	d, _, err := g.Decide(ctx, Question{
+		Identity: id.ID, Action: c.Op.Action, Class: c.Op.Class, Resource: c.Resource, Params: c.Params, Context: c.Context,
+		IP: c.ClientIP, Method: c.Method, Path: c.Path, Approved: true,
+	})
+	if err != nil {
+		v.Err = warden.Wrap(err, warden.CodeUnavailable, "the gate could not decide; nothing was forwarded")
+		g.audit(ctx, v, "error")
+		return false
+	}
+	v.Decision = d
+	if d.Effect != policy.Allow {
+		v.Err = warden.Errorf(warden.Code(d.Code), "%s", d.Reason)
+		g.audit(ctx, v, string(d.Effect))
+		return false
+	}
+	if err := g.approvals.Consume(ctx, a); err != nil {
+		v.Err = err
+		g.audit(ctx, v, "deny")
+		return false
+	}
+	return true
+}
+
 // Verdict is the gate's answer to Check. When Err is nil the call may go
 // upstream with Credential injected; otherwise Err (a *warden.Error whose
 // code is the decision code) says why not, and Decision says who decided.
@@ -76,9 +139,12 @@ type Verdict struct {
 	Identity   *identity.Identity
 	Credential *credential.Material
 	DecidedSeq int64
-	Err        error
-	start      time.Time
-	call       *Call
+	// Pending is the approval request a require_approval call is waiting
+	// on (Err has code approval_required).
+	Pending *approval.Approval
+	Err     error
+	start   time.Time
+	call    *Call
 }
 
 // Check runs the pipeline: identity status, policy, limits, the approval
@@ -102,10 +168,9 @@ func (g *Gate) Check(ctx context.Context, c *Call) *Verdict {
 	switch d.Effect {
 	case policy.Allow:
 	case policy.RequireApproval:
-		// Until approvals are wired, a call that needs a human is refused.
-		v.Err = warden.Errorf(warden.CodeApprovalRequired, "%s", d.Reason)
-		g.audit(ctx, v, string(d.Effect))
-		return v
+		if !g.approve(ctx, c, v) {
+			return v
+		}
 	default:
 		v.Err = warden.Errorf(warden.Code(d.Code), "%s", d.Reason)
 		g.audit(ctx, v, string(d.Effect))

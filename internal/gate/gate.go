@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"warden"
+	"warden/internal/approval"
 	"warden/internal/identity"
 	"warden/internal/policy"
 )
@@ -21,18 +22,20 @@ type Options struct {
 	Policies    *policy.Engine
 	Credentials Credentials
 	Auditor     Auditor
+	Approvals   *approval.Service
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
 
 // Gate decides.
 type Gate struct {
-	ids      *identity.Service
-	policies *policy.Engine
-	creds    Credentials
-	auditor  Auditor
-	log      *slog.Logger
-	now      func() time.Time
+	ids       *identity.Service
+	policies  *policy.Engine
+	creds     Credentials
+	auditor   Auditor
+	approvals *approval.Service
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // New returns a gate.
@@ -40,7 +43,7 @@ func New(o Options) *Gate {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, log: o.Logger, now: o.Now}
+	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, approvals: o.Approvals, log: o.Logger, now: o.Now}
 }
 
 // Question is one operation to decide.

@@ -38,9 +38,10 @@ func Status(c warden.Code) int {
 	case warden.CodeUnauthenticated:
 		return http.StatusUnauthorized
 	case warden.CodeForbidden, warden.CodeIdentitySuspended, warden.CodeIdentityDecommissioned, warden.CodeUnknownIdentity,
-		warden.CodeUnknownOperation, warden.CodeNoCredential, "denied", "no_matching_policy", "policy_error":
+		warden.CodeUnknownOperation, warden.CodeNoCredential, "denied", "no_matching_policy", "policy_error",
+		warden.CodeApprovalInvalid, warden.CodeApprovalRequired:
 		return http.StatusForbidden
-	case warden.CodeRateLimited:
+	case warden.CodeRateLimited, warden.CodeApprovalQuota:
 		return http.StatusTooManyRequests
 	case warden.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge

@@ -110,9 +110,8 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 		Method: op.Method, Path: upPath, ClientIP: clientIP(r), UserAgent: r.UserAgent(),
 		RequestID: problem.RequestID(r.Context()), ApprovalID: r.Header.Get("Warden-Approval"), BytesIn: int64(len(body)),
 	}
-	v := p.o.Gate.Check(r.Context(), call)
-	if v.Err != nil {
-		p.fail(w, r, v.Err, &v.Decision)
+	v, ok := p.check(w, r, call)
+	if !ok {
 		return
 	}
 	target := *c.Base

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"warden"
+	"warden/apitype"
+	"warden/internal/approval"
 	"warden/internal/connector"
 	"warden/internal/credential"
 	"warden/internal/gate"
@@ -32,6 +34,7 @@ import (
 // Options are the proxy's dependencies.
 type Options struct {
 	Gate       *gate.Gate
+	Approvals  *approval.Service
 	Connectors *connector.Registry
 	Logger     *slog.Logger
 	// MaxParamsBytes bounds the JSON body read to build params (default
@@ -194,9 +197,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, who warden.Pri
 		Method: r.Method, Path: upPath, ClientIP: clientIP(r), UserAgent: r.UserAgent(),
 		RequestID: problem.RequestID(r.Context()), ApprovalID: r.Header.Get("Warden-Approval"), BytesIn: bytesIn,
 	}
-	v := p.o.Gate.Check(r.Context(), call)
-	if v.Err != nil {
-		p.fail(w, r, v.Err, &v.Decision)
+	v, ok := p.check(w, r, call)
+	if !ok {
 		return
 	}
 	cw := &countingWriter{ResponseWriter: w}
@@ -238,6 +240,69 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, who warden.Pri
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	p.o.Gate.Complete(ctx, v, cw.status(), cw.n, upstreamErr)
+}
+
+// maxWait bounds Prefer: wait.
+const maxWait = 60 * time.Second
+
+// check runs the gate. A call that needs a human is answered 202 with the
+// approval to poll, unless the agent sent `Prefer: wait=N`: then the call is
+// held until a human decides (or N seconds pass) and goes on if approved.
+// It reports whether the call may be forwarded; otherwise it has answered.
+func (p *Proxy) check(w http.ResponseWriter, r *http.Request, call *gate.Call) (*gate.Verdict, bool) {
+	v := p.o.Gate.Check(r.Context(), call)
+	if v.Pending != nil && p.o.Approvals != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
+		if wait := preferWait(r.Header.Values("Prefer")); wait > 0 {
+			a, err := p.o.Approvals.Wait(r.Context(), v.Pending.ID, wait)
+			switch {
+			case err != nil:
+				p.fail(w, r, err, nil)
+				return nil, false
+			case a.Status == approval.StatusApproved:
+				call.ApprovalID = a.ID
+				v = p.o.Gate.Check(r.Context(), call)
+			case a.Status == approval.StatusDenied:
+				p.fail(w, r, warden.Errorf("denied", "a human denied this call (approval %s): %s", a.ID, a.Comment), &policy.Decision{Effect: policy.Deny, Code: "denied", Policy: a.Policy, Rule: a.Rule})
+				return nil, false
+			default:
+				v.Pending = a
+			}
+		}
+	}
+	if v.Err == nil {
+		return v, true
+	}
+	if v.Pending != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
+		a := v.Pending
+		h := w.Header()
+		h.Set("Warden-Decision", "require_approval")
+		h.Set("Location", "/v1/approvals/"+a.ID)
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(apitype.ApprovalPending{ApprovalID: a.ID, Status: a.Status, ExpiresAt: a.ExpiresAt, Reason: v.Decision.Reason, Policy: v.Decision.Policy, Rule: v.Decision.Rule})
+		return nil, false
+	}
+	p.fail(w, r, v.Err, &v.Decision)
+	return nil, false
+}
+
+// preferWait reads RFC 7240 `Prefer: wait=N`, capped at maxWait.
+func preferWait(values []string) time.Duration {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(k), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(val))
+			if err != nil || n <= 0 {
+				return 0
+			}
+			return min(time.Duration(n)*time.Second, maxWait)
+		}
+	}
+	return 0
 }
 
 // stripAgentHeaders removes what must never reach an upstream: the agent's

@@ -21,6 +21,7 @@ import (
 
 	"warden"
 	"warden/internal/api"
+	"warden/internal/approval"
 	"warden/internal/audit"
 	"warden/internal/authn"
 	"warden/internal/config"
@@ -106,7 +107,24 @@ func Run(ctx context.Context, o Options) error {
 	defer auditLog.Close(context.Background())
 
 	var authSvc *authn.Service
-	ids := identity.New(identity.Options{Store: st, OnChange: func(id *identity.Identity) { authSvc.IdentityChanged(id) }})
+	// Approvals: a webhook (when configured) tells humans about requests.
+	var notifier *approval.Webhook
+	approvalOpts := approval.Options{Store: st, TTL: cfg.ApprovalTTL, Logger: log}
+	if cfg.ApprovalWebhookURL != "" {
+		notifier = approval.NewWebhook(approval.WebhookOptions{URL: cfg.ApprovalWebhookURL, Secret: cfg.ApprovalWebhookSecret, PublicURL: cfg.PublicURL, Logger: log})
+		approvalOpts.Notifier = notifier
+	}
+	approvals := approval.New(approvalOpts)
+
+	ids := identity.New(identity.Options{Store: st, OnChange: func(id *identity.Identity) {
+		authSvc.IdentityChanged(id)
+		if id.Status != identity.StatusActive {
+			// A stopped identity's pending approvals die with it.
+			if err := approvals.IdentityStopped(context.Background(), id.ID); err != nil {
+				log.Error("expiring approvals of a stopped identity", "identity", id.ID, "err", err)
+			}
+		}
+	}})
 	authSvc = authn.New(authn.Options{
 		Store: st, Keys: keyring, Identities: ids, Logger: log,
 		RootToken: cfg.RootToken, Audience: cfg.Audience, TokenTTL: cfg.TokenTTL,
@@ -134,15 +152,15 @@ func Run(ctx context.Context, o Options) error {
 	// auditor makes the gate's records durable; when the audit log cannot
 	// write, every governed call fails closed with 503 audit_unavailable.
 	var auditor gate.Auditor = gateAuditor{log: auditLog}
-	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Logger: log})
-	gw := proxy.New(proxy.Options{Gate: g, Connectors: connectors, Logger: log})
+	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Approvals: approvals, Logger: log})
+	gw := proxy.New(proxy.Options{Gate: g, Approvals: approvals, Connectors: connectors, Logger: log})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
-		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Changes: st, Audit: auditLog, Logger: log,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Approvals: approvals, Changes: st, Audit: auditLog, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -170,6 +188,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	bg, stopBG := context.WithCancel(context.Background())
+	if notifier != nil {
+		go notifier.Run(bg)
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
