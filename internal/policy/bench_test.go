@@ -206,3 +206,15 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPutInto10000 measures replacing one policy while 10,000 are in
+// force: the whole index is rebuilt into a new snapshot.
+func BenchmarkPutInto10000(b *testing.B) {
+	set := newBenchSet(b, 10000, 2, 0)
+	p := set.engine.Policies()[42]
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		set.engine.Put(p)
+	}
+}

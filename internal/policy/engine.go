@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -159,34 +160,24 @@ func NewEngine(opts Options) *Engine {
 }
 
 // Put adds p or replaces the policy of the same name. Rate-limit counters are
-// keyed by policy name and rule id, so they carry over.
+// keyed by policy name and rule id, so they carry over. Only the index
+// entries of the subjects p (and the version it replaces) name are rebuilt;
+// the rest of the snapshot is shared with the previous one.
 func (e *Engine) Put(p *Policy) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.snap.Load().byName
-	m := make(map[string]*Policy, len(old)+1)
-	for k, v := range old {
-		m[k] = v
-	}
-	m[p.name] = p
-	e.snap.Store(buildSnapshot(m))
+	e.snap.Store(e.snap.Load().with(p.name, p))
 }
 
 // Delete removes the named policy and reports whether it was there.
 func (e *Engine) Delete(name string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.snap.Load().byName
-	if _, ok := old[name]; !ok {
+	s := e.snap.Load()
+	if _, ok := s.byName[name]; !ok {
 		return false
 	}
-	m := make(map[string]*Policy, len(old))
-	for k, v := range old {
-		if k != name {
-			m[k] = v
-		}
-	}
-	e.snap.Store(buildSnapshot(m))
+	e.snap.Store(s.with(name, nil))
 	return true
 }
 
@@ -215,9 +206,17 @@ func (e *Engine) Policies() []*Policy {
 
 // ---- index ----
 
+// ruleRef is a rule in a bucket. Deciding order is policy name, then rule
+// order; before reports it.
 type ruleRef struct {
-	r   *rule
-	ord int32 // position in deciding order: policy name, then rule order
+	r *rule
+}
+
+func before(a, b *rule) bool {
+	if a.pol != b.pol {
+		return a.pol.name < b.pol.name
+	}
+	return a.idx < b.idx
 }
 
 // patGroup holds the rules of one bucket that share a pattern, so a pattern
@@ -227,22 +226,22 @@ type patGroup struct {
 	refs []ruleRef
 }
 
-// bucket indexes the rules that apply to one subject by action.
+// bucket indexes the rules of the policies that name one subject, by action.
+// Buckets are immutable once built and shared between snapshots.
 type bucket struct {
+	pols  []*Policy              // sorted by name
 	exact map[string][]ruleRef   // full action -> rules
 	conn  map[string][]*patGroup // literal connector -> operation patterns
 	wild  []*patGroup            // patterns with a wildcard connector
 	all   []ruleRef              // the pattern "*"
 	every []ruleRef              // every rule, for Explain
-	// groups finds a pattern's group while building.
-	groups map[string]*patGroup
 }
 
 type labelKV struct{ k, v string }
 
 type selEntry struct {
 	sel    Selector
-	labels []labelKV
+	labels []labelKV // sorted by key
 	b      *bucket
 }
 
@@ -263,7 +262,8 @@ func (s *selEntry) matches(id *Identity) bool {
 type snapshot struct {
 	byName map[string]*Policy
 	sorted []*Policy
-	idents map[string]*bucket // identity name or id -> bucket
+	idents map[string]*bucket   // identity name or id -> bucket
+	sels   map[string]*selEntry // selector key -> entry
 	// Selectors are indexed by one field each, the most selective given:
 	// the first label, else type, else environment, else owner, else open.
 	byLabel map[labelKV][]*selEntry
@@ -294,101 +294,195 @@ func selectorKey(s *Selector) string {
 	return b.String()
 }
 
-func newBucket() *bucket {
-	return &bucket{exact: map[string][]ruleRef{}, conn: map[string][]*patGroup{}, groups: map[string]*patGroup{}}
+// subjectKeys returns the distinct identity names/ids and selector keys of a
+// policy's subjects.
+func (p *Policy) subjectKeys() (idents []string, sels map[string]*Selector) {
+	sels = map[string]*Selector{}
+	for _, sub := range p.subjects {
+		if sub.sel == nil {
+			if !slices.Contains(idents, sub.identity) {
+				idents = append(idents, sub.identity)
+			}
+		} else {
+			sels[selectorKey(sub.sel)] = sub.sel
+		}
+	}
+	return idents, sels
 }
 
-func (b *bucket) add(p *Policy, first int32) {
-	for i, r := range p.rules {
-		ref := ruleRef{r: r, ord: first + int32(i)}
-		b.every = append(b.every, ref)
-		for j := range r.patterns {
-			pat := &r.patterns[j]
-			switch {
-			case pat.all:
-				b.all = append(b.all, ref)
-			case pat.connLit && pat.opLit:
-				b.exact[pat.raw] = append(b.exact[pat.raw], ref)
-			default:
-				g := b.groups[pat.raw]
-				if g == nil {
-					g = &patGroup{p: pat}
-					b.groups[pat.raw] = g
-					if pat.connLit {
-						b.conn[pat.conn] = append(b.conn[pat.conn], g)
-					} else {
-						b.wild = append(b.wild, g)
+func newBucket(pols []*Policy) *bucket {
+	b := &bucket{pols: pols, exact: map[string][]ruleRef{}, conn: map[string][]*patGroup{}}
+	groups := map[string]*patGroup{}
+	for _, p := range pols {
+		for _, r := range p.rules {
+			ref := ruleRef{r: r}
+			b.every = append(b.every, ref)
+			for j := range r.patterns {
+				pat := &r.patterns[j]
+				switch {
+				case pat.all:
+					b.all = append(b.all, ref)
+				case pat.connLit && pat.opLit:
+					b.exact[pat.raw] = append(b.exact[pat.raw], ref)
+				default:
+					g := groups[pat.raw]
+					if g == nil {
+						g = &patGroup{p: pat}
+						groups[pat.raw] = g
+						if pat.connLit {
+							b.conn[pat.conn] = append(b.conn[pat.conn], g)
+						} else {
+							b.wild = append(b.wild, g)
+						}
 					}
+					g.refs = append(g.refs, ref)
 				}
-				g.refs = append(g.refs, ref)
 			}
+		}
+	}
+	return b
+}
+
+func newSelEntry(sel *Selector, pols []*Policy) *selEntry {
+	se := &selEntry{sel: *sel, b: newBucket(pols)}
+	for k, v := range sel.Labels {
+		se.labels = append(se.labels, labelKV{k, v})
+	}
+	sort.Slice(se.labels, func(i, j int) bool { return se.labels[i].k < se.labels[j].k })
+	return se
+}
+
+// indexSelectors rebuilds the small per-field selector indexes.
+func (s *snapshot) indexSelectors() {
+	s.byLabel = map[labelKV][]*selEntry{}
+	s.byType = map[string][]*selEntry{}
+	s.byEnv = map[string][]*selEntry{}
+	s.byOwner = map[string][]*selEntry{}
+	s.open = nil
+	for _, se := range s.sels {
+		switch {
+		case len(se.labels) > 0:
+			s.byLabel[se.labels[0]] = append(s.byLabel[se.labels[0]], se)
+		case se.sel.Type != "":
+			s.byType[se.sel.Type] = append(s.byType[se.sel.Type], se)
+		case se.sel.Environment != "":
+			s.byEnv[se.sel.Environment] = append(s.byEnv[se.sel.Environment], se)
+		case se.sel.Owner != "":
+			s.byOwner[se.sel.Owner] = append(s.byOwner[se.sel.Owner], se)
+		default:
+			s.open = append(s.open, se)
 		}
 	}
 }
 
 func buildSnapshot(m map[string]*Policy) *snapshot {
-	s := &snapshot{
-		byName:  m,
-		idents:  map[string]*bucket{},
-		byLabel: map[labelKV][]*selEntry{},
-		byType:  map[string][]*selEntry{},
-		byEnv:   map[string][]*selEntry{},
-		byOwner: map[string][]*selEntry{},
-	}
+	s := &snapshot{byName: m, idents: map[string]*bucket{}, sels: map[string]*selEntry{}}
 	for _, p := range m {
 		s.sorted = append(s.sorted, p)
 	}
 	sort.Slice(s.sorted, func(i, j int) bool { return s.sorted[i].name < s.sorted[j].name })
-	sels := map[string]*selEntry{}
-	var ord int32
-	for _, p := range s.sorted {
-		seen := map[*bucket]bool{}
-		for _, sub := range p.subjects {
-			var b *bucket
-			if sub.sel == nil {
-				if b = s.idents[sub.identity]; b == nil {
-					b = newBucket()
-					s.idents[sub.identity] = b
-				}
-			} else {
-				key := selectorKey(sub.sel)
-				se := sels[key]
-				if se == nil {
-					se = &selEntry{sel: *sub.sel, b: newBucket()}
-					for k, v := range sub.sel.Labels {
-						se.labels = append(se.labels, labelKV{k, v})
-					}
-					sort.Slice(se.labels, func(i, j int) bool { return se.labels[i].k < se.labels[j].k })
-					sels[key] = se
-					switch {
-					case len(se.labels) > 0:
-						s.byLabel[se.labels[0]] = append(s.byLabel[se.labels[0]], se)
-					case se.sel.Type != "":
-						s.byType[se.sel.Type] = append(s.byType[se.sel.Type], se)
-					case se.sel.Environment != "":
-						s.byEnv[se.sel.Environment] = append(s.byEnv[se.sel.Environment], se)
-					case se.sel.Owner != "":
-						s.byOwner[se.sel.Owner] = append(s.byOwner[se.sel.Owner], se)
-					default:
-						s.open = append(s.open, se)
-					}
-				}
-				b = se.b
-			}
-			if !seen[b] {
-				seen[b] = true
-				b.add(p, ord)
-			}
+	identPols := map[string][]*Policy{}
+	selPols := map[string][]*Policy{}
+	selOf := map[string]*Selector{}
+	for _, p := range s.sorted { // in name order, so every list is sorted
+		ids, sels := p.subjectKeys()
+		for _, id := range ids {
+			identPols[id] = append(identPols[id], p)
 		}
-		ord += int32(len(p.rules))
+		for k, sel := range sels {
+			selPols[k] = append(selPols[k], p)
+			selOf[k] = sel
+		}
 	}
-	for _, b := range s.idents {
-		b.groups = nil
+	for id, pols := range identPols {
+		s.idents[id] = newBucket(pols)
 	}
-	for _, se := range sels {
-		se.b.groups = nil
+	for k, pols := range selPols {
+		s.sels[k] = newSelEntry(selOf[k], pols)
 	}
+	s.indexSelectors()
 	return s
+}
+
+// withPolicy returns pols (sorted by name) without the policy named name and,
+// if p is not nil, with p in its place.
+func withPolicy(pols []*Policy, name string, p *Policy) []*Policy {
+	out := make([]*Policy, 0, len(pols)+1)
+	for _, q := range pols {
+		if q.name != name {
+			out = append(out, q)
+		}
+	}
+	if p != nil {
+		i, _ := slices.BinarySearchFunc(out, name, func(q *Policy, n string) int { return strings.Compare(q.name, n) })
+		out = slices.Insert(out, i, p)
+	}
+	return out
+}
+
+// with returns a new snapshot in which the policy named name is p (or gone,
+// for nil p). Buckets of subjects neither version names are shared.
+func (s *snapshot) with(name string, p *Policy) *snapshot {
+	old := s.byName[name]
+	ns := &snapshot{byName: maps.Clone(s.byName), idents: maps.Clone(s.idents), sels: maps.Clone(s.sels)}
+	if p == nil {
+		delete(ns.byName, name)
+	} else {
+		ns.byName[name] = p
+	}
+	ns.sorted = withPolicy(s.sorted, name, p)
+
+	identKeys := map[string]bool{}
+	selKeys := map[string]*Selector{}
+	for _, q := range []*Policy{old, p} {
+		if q == nil {
+			continue
+		}
+		ids, sels := q.subjectKeys()
+		for _, id := range ids {
+			identKeys[id] = true
+		}
+		for k, sel := range sels {
+			selKeys[k] = sel
+		}
+	}
+	var newIDs []string
+	var newSels map[string]*Selector
+	if p != nil {
+		newIDs, newSels = p.subjectKeys()
+	}
+	for id := range identKeys {
+		var pols []*Policy
+		if b := s.idents[id]; b != nil {
+			pols = b.pols
+		}
+		var np *Policy
+		if slices.Contains(newIDs, id) {
+			np = p
+		}
+		if pols = withPolicy(pols, name, np); len(pols) == 0 {
+			delete(ns.idents, id)
+		} else {
+			ns.idents[id] = newBucket(pols)
+		}
+	}
+	for k, sel := range selKeys {
+		var pols []*Policy
+		if se := s.sels[k]; se != nil {
+			pols = se.b.pols
+		}
+		var np *Policy
+		if _, ok := newSels[k]; ok {
+			np = p
+		}
+		if pols = withPolicy(pols, name, np); len(pols) == 0 {
+			delete(ns.sels, k)
+		} else {
+			ns.sels[k] = newSelEntry(sel, pols)
+		}
+	}
+	ns.indexSelectors()
+	return ns
 }
 
 // buckets calls fn for every bucket whose subject matches the identity.
@@ -450,13 +544,13 @@ func (s *snapshot) candidates(out []ruleRef, id *Identity, action, conn, op stri
 	if len(out) > 1 {
 		// Insertion sort: candidate lists are short, and this allocates nothing.
 		for i := 1; i < len(out); i++ {
-			for j := i; j > 0 && out[j].ord < out[j-1].ord; j-- {
+			for j := i; j > 0 && before(out[j].r, out[j-1].r); j-- {
 				out[j], out[j-1] = out[j-1], out[j]
 			}
 		}
 		w := 1
 		for i := 1; i < len(out); i++ {
-			if out[i].ord != out[w-1].ord {
+			if out[i].r != out[w-1].r {
 				out[w] = out[i]
 				w++
 			}
