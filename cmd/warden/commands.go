@@ -13,6 +13,8 @@ func commands(c *cli) []*cobra.Command {
 		newWhoamiCmd(c),
 		newAdminTokenCmd(c),
 		newPolicyCmd(c),
+		newCredentialCmd(c),
+		newApprovalCmd(c),
 		newAuditCmd(c),
 	}
 }
