@@ -52,6 +52,31 @@ type Auditor interface {
 	Record(ctx context.Context, r Record) (seq int64, err error)
 }
 
+// Observation is what the behaviour monitor sees of every governed call:
+// once when decided (Status 0) and once when completed.
+type Observation struct {
+	Time       time.Time
+	IdentityID string
+	KeyID      string // the API key the caller's credential came from
+	Action     string
+	Class      string
+	Decision   string // allow | deny | require_approval | error
+	Code       string
+	ClientIP   string
+	UserAgent  string
+	BytesIn    int64
+	BytesOut   int64
+	Status     int // upstream status; 0 for the decided observation
+	Latency    time.Duration
+	Completed  bool
+}
+
+// Observer receives observations. Observe must not block: it runs on the
+// hot path (implementations enqueue and drop when full).
+type Observer interface {
+	Observe(o Observation)
+}
+
 // Call is one governed operation, as a front translated it.
 type Call struct {
 	Principal  warden.Principal // an authenticated identity
@@ -210,6 +235,7 @@ func errMessage(err error) string {
 // audit writes the decided record. Denials are recorded too; their audit
 // failure does not change the answer (it is already a refusal).
 func (g *Gate) audit(ctx context.Context, v *Verdict, decision string) (int64, error) {
+	g.observe(v, decision, false, 0, 0)
 	if g.auditor == nil {
 		return 0, warden.Errorf(warden.CodeAuditUnavailable, "no audit log configured")
 	}
@@ -229,9 +255,32 @@ func (g *Gate) audit(ctx context.Context, v *Verdict, decision string) (int64, e
 	return g.auditor.Record(ctx, r)
 }
 
+func (g *Gate) observe(v *Verdict, decision string, completed bool, status int, bytesOut int64) {
+	if g.observer == nil {
+		return
+	}
+	c := v.call
+	o := Observation{
+		Time: g.now(), IdentityID: c.Principal.ID, KeyID: c.Principal.KeyID, Action: c.Op.Action, Class: c.Op.Class,
+		Decision: decision, Code: string(v.Decision.Code), ClientIP: c.ClientIP, UserAgent: c.UserAgent,
+		BytesIn: c.BytesIn, BytesOut: bytesOut, Status: status, Completed: completed,
+	}
+	if v.Err != nil {
+		o.Code = string(warden.ErrorCode(v.Err))
+	}
+	if completed {
+		o.Latency = o.Time.Sub(v.start)
+	}
+	g.observer.Observe(o)
+}
+
 // Complete records the outcome of a forwarded call.
 func (g *Gate) Complete(ctx context.Context, v *Verdict, status int, bytesOut int64, err error) {
-	if g.auditor == nil || v.Err != nil {
+	if v.Err != nil {
+		return
+	}
+	g.observe(v, "allow", true, status, bytesOut)
+	if g.auditor == nil {
 		return
 	}
 	c := v.call

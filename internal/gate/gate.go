@@ -23,6 +23,7 @@ type Options struct {
 	Credentials Credentials
 	Auditor     Auditor
 	Approvals   *approval.Service
+	Observer    Observer
 	Logger      *slog.Logger
 	Now         func() time.Time
 }
@@ -34,6 +35,7 @@ type Gate struct {
 	creds     Credentials
 	auditor   Auditor
 	approvals *approval.Service
+	observer  Observer
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -43,7 +45,7 @@ func New(o Options) *Gate {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, approvals: o.Approvals, log: o.Logger, now: o.Now}
+	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, approvals: o.Approvals, observer: o.Observer, log: o.Logger, now: o.Now}
 }
 
 // Question is one operation to decide.
