@@ -551,6 +551,7 @@ func (s *Service) Resolve(ctx context.Context, connector, identityID string) (*M
 		}
 		m = &Material{CredentialID: cred.ID, Name: cred.Name, Type: cred.Type, Version: cred.Version, Config: cred.Config,
 			Fields: map[string]warden.Secret{"token": t.value}, ExpiresAt: t.expires}
+		tok.used.Store(true)
 		until = minTime(until, t.serveUntil)
 	case cred.Type == TypePostgresDynamic:
 		l, renew, err := s.leaseFor(ctx, cred, identityID, now)
