@@ -37,7 +37,11 @@ func (d *demoUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, "/messages/")
 	switch {
 	case r.Method == "GET" && r.URL.Path == "/messages":
-		_ = json.NewEncoder(w).Encode(map[string]any{"messages": d.msgs})
+		msgs := d.msgs
+		if msgs == nil {
+			msgs = []map[string]any{}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"messages": msgs})
 	case r.Method == "POST" && r.URL.Path == "/messages":
 		var m map[string]any
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&m); err != nil {
