@@ -30,7 +30,7 @@ type pgTarget struct {
 	admin        *pgx.Conn
 }
 
-func newPGTarget(t *testing.T) *pgTarget {
+func newPGTarget(t testing.TB) *pgTarget {
 	t.Helper()
 	dsn := os.Getenv(wardentest.PostgresDSNEnv)
 	if dsn == "" {
@@ -63,7 +63,7 @@ func (p *pgTarget) grants() []any {
 	return []any{"GRANT USAGE ON SCHEMA " + p.crm + " TO {{role}}", "GRANT SELECT ON ALL TABLES IN SCHEMA " + p.crm + " TO {{role}}"}
 }
 
-func (p *pgTarget) roleExists(t *testing.T, role string) bool {
+func (p *pgTarget) roleExists(t testing.TB, role string) bool {
 	t.Helper()
 	var ok bool
 	if err := p.admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, role).Scan(&ok); err != nil {
@@ -114,7 +114,7 @@ func (p *pgTarget) verifierMatches(t *testing.T, role, password string) bool {
 	return base64.StdEncoding.EncodeToString(sk[:]) == storedB64
 }
 
-func pgEnv(t *testing.T, p *pgTarget, ttl string) (*env, *credential.Credential) {
+func pgEnv(t testing.TB, p *pgTarget, ttl string) (*env, *credential.Credential) {
 	e := newEnv(t, nil)
 	cfg := map[string]any{"grants": p.grants()}
 	if ttl != "" {
