@@ -40,65 +40,83 @@ const (
 	requestTypeName  = "warden.Request"
 )
 
-// actionInfo is the runtime value of the CEL variable action.
-type actionInfo struct {
-	Name, Connector, Operation, Class string
+// object is the runtime value of the CEL variables identity, action and
+// request. Field values are boxed into CEL values at most once per decision,
+// however many conditions read them.
+type object struct {
+	strs      [5]string
+	boxed     [5]ref.Val
+	labels    map[string]string // identity only
+	labelsVal ref.Val
+	time      time.Time // request only
+	timeVal   ref.Val
 }
 
-// requestInfo is the runtime value of the CEL variable request.
-type requestInfo struct {
-	Time             time.Time
-	IP, Method, Path string
-	ts               ref.Val // Time boxed once per decision, on first use
-}
+// Field positions in object.strs.
+const (
+	fIdentityID, fIdentityName, fIdentityType, fIdentityOwner, fIdentityEnvironment = 0, 1, 2, 3, 4
+	fActionName, fActionConnector, fActionOperation, fActionClass                   = 0, 1, 2, 3
+	fRequestIP, fRequestMethod, fRequestPath                                        = 0, 1, 2
+)
 
-func strField(get func(any) string) *types.FieldType {
+func strField(i int) *types.FieldType {
 	return &types.FieldType{
-		Type:    types.StringType,
-		IsSet:   func(t any) bool { return get(t) != "" },
-		GetFrom: func(t any) (any, error) { return get(t), nil },
+		Type:  types.StringType,
+		IsSet: func(t any) bool { return t.(*object).strs[i] != "" },
+		GetFrom: func(t any) (any, error) {
+			o := t.(*object)
+			if o.boxed[i] == nil {
+				o.boxed[i] = types.String(o.strs[i])
+			}
+			return o.boxed[i], nil
+		},
 	}
 }
 
 var objectFields = map[string]map[string]*types.FieldType{
 	identityTypeName: {
-		"id":          strField(func(t any) string { return t.(*Identity).ID }),
-		"name":        strField(func(t any) string { return t.(*Identity).Name }),
-		"type":        strField(func(t any) string { return t.(*Identity).Type }),
-		"owner":       strField(func(t any) string { return t.(*Identity).Owner }),
-		"environment": strField(func(t any) string { return t.(*Identity).Environment }),
+		"id":          strField(fIdentityID),
+		"name":        strField(fIdentityName),
+		"type":        strField(fIdentityType),
+		"owner":       strField(fIdentityOwner),
+		"environment": strField(fIdentityEnvironment),
 		"labels": {
 			Type:  types.NewMapType(types.StringType, types.StringType),
-			IsSet: func(t any) bool { return len(t.(*Identity).Labels) > 0 },
+			IsSet: func(t any) bool { return len(t.(*object).labels) > 0 },
 			GetFrom: func(t any) (any, error) {
-				if l := t.(*Identity).Labels; l != nil {
-					return l, nil
+				o := t.(*object)
+				if o.labelsVal == nil {
+					l := o.labels
+					if l == nil {
+						l = emptyLabels
+					}
+					o.labelsVal = types.NewStringStringMap(types.DefaultTypeAdapter, l)
 				}
-				return emptyLabels, nil
+				return o.labelsVal, nil
 			},
 		},
 	},
 	actionTypeName: {
-		"name":      strField(func(t any) string { return t.(*actionInfo).Name }),
-		"connector": strField(func(t any) string { return t.(*actionInfo).Connector }),
-		"operation": strField(func(t any) string { return t.(*actionInfo).Operation }),
-		"class":     strField(func(t any) string { return t.(*actionInfo).Class }),
+		"name":      strField(fActionName),
+		"connector": strField(fActionConnector),
+		"operation": strField(fActionOperation),
+		"class":     strField(fActionClass),
 	},
 	requestTypeName: {
 		"time": {
 			Type:  types.TimestampType,
 			IsSet: func(t any) bool { return true },
 			GetFrom: func(t any) (any, error) {
-				r := t.(*requestInfo)
-				if r.ts == nil {
-					r.ts = types.Timestamp{Time: r.Time}
+				o := t.(*object)
+				if o.timeVal == nil {
+					o.timeVal = types.Timestamp{Time: o.time}
 				}
-				return r.ts, nil
+				return o.timeVal, nil
 			},
 		},
-		"ip":     strField(func(t any) string { return t.(*requestInfo).IP }),
-		"method": strField(func(t any) string { return t.(*requestInfo).Method }),
-		"path":   strField(func(t any) string { return t.(*requestInfo).Path }),
+		"ip":     strField(fRequestIP),
+		"method": strField(fRequestMethod),
+		"path":   strField(fRequestPath),
 	},
 }
 

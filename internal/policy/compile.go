@@ -74,6 +74,7 @@ type rule struct {
 	// reasons[1] and [2] the approval-required and approved reasons.
 	matchReason string
 	reasons     [3]string
+	single      []Match // Matched for a decision where only this rule matched
 }
 
 var ruleIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -221,6 +222,7 @@ func compileRule(e *cel.Env, doc *Document, p *Policy, i int) (*rule, error) {
 		}
 	}
 	r.matchReason = fmt.Sprintf("rule %q of policy %q", r.id, p.name)
+	r.single = []Match{{Policy: p.name, Rule: r.id, Effect: r.effect}}
 	switch r.effect {
 	case Allow:
 		r.reasons[0] = "allowed by " + r.matchReason

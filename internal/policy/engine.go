@@ -107,7 +107,9 @@ type Decision struct {
 	Policy     string        `json:"policy"`
 	Rule       string        `json:"rule"`
 	RetryAfter time.Duration `json:"-"`
-	Matched    []Match       `json:"matched,omitempty"`
+	// Matched lists every matching rule in deciding order. It may be shared
+	// with other decisions: read it, do not modify its elements.
+	Matched []Match `json:"matched,omitempty"`
 	// Trace lists, with Request.Explain, every rule of every policy whose
 	// subjects match the identity, in deciding order.
 	Trace []TraceEntry `json:"trace,omitempty"`
@@ -574,9 +576,8 @@ func (r *rule) matchesAction(conn, op string) bool {
 // evalInput is the CEL activation for one decision. It is pooled: Decide
 // allocates none per call.
 type evalInput struct {
-	req *Request
-	act actionInfo
-	rq  requestInfo
+	req                   *Request
+	identity, action, rqs object
 }
 
 var inputPool = sync.Pool{New: func() any { return new(evalInput) }}
@@ -585,11 +586,11 @@ var inputPool = sync.Pool{New: func() any { return new(evalInput) }}
 func (in *evalInput) ResolveName(name string) (any, bool) {
 	switch name {
 	case "identity":
-		return &in.req.Identity, true
+		return &in.identity, true
 	case "action":
-		return &in.act, true
+		return &in.action, true
 	case "request":
-		return &in.rq, true
+		return &in.rqs, true
 	case "params":
 		return orEmpty(in.req.Params), true
 	case "resource":
@@ -631,6 +632,13 @@ func (r *rule) eval(ctx context.Context, in *evalInput) (bool, error) {
 	return bool(b), nil
 }
 
+// matchRef is a matched rule while deciding; Decision.Matched is built from
+// these once, at the end.
+type matchRef struct {
+	r   *rule
+	err string
+}
+
 const reasonNoMatch = "no policy rule allows this action for this identity"
 
 // Decide answers one request. It never fails: every problem (malformed action,
@@ -656,15 +664,19 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 
 	in := inputPool.Get().(*evalInput)
 	in.req = req
-	in.act = actionInfo{Name: req.Action, Connector: conn, Operation: op, Class: req.Class}
-	in.rq = requestInfo{Time: now, IP: req.IP, Method: req.Method, Path: req.Path}
+	id := &req.Identity
+	in.identity.strs = [5]string{fIdentityID: id.ID, fIdentityName: id.Name, fIdentityType: id.Type, fIdentityOwner: id.Owner, fIdentityEnvironment: id.Environment}
+	in.identity.labels = id.Labels
+	in.action.strs = [5]string{fActionName: req.Action, fActionConnector: conn, fActionOperation: op, fActionClass: req.Class}
+	in.rqs.strs = [5]string{fRequestIP: req.IP, fRequestMethod: req.Method, fRequestPath: req.Path}
+	in.rqs.time = now
 	defer func() {
 		*in = evalInput{}
 		inputPool.Put(in)
 	}()
 
 	var (
-		mbuf     [8]Match
+		mbuf     [16]matchRef
 		matched  = mbuf[:0]
 		abuf     [8]*rule
 		allows   = abuf[:0]
@@ -720,7 +732,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		if evalMsg == "" {
 			note(r, TraceMatched, "")
 		}
-		matched = append(matched, Match{Policy: r.pol.name, Rule: r.id, Effect: r.effect, Error: evalMsg})
+		matched = append(matched, matchRef{r, evalMsg})
 		switch r.effect {
 		case Deny:
 			if deny == nil {
@@ -757,8 +769,15 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	default:
 		d = Decision{Effect: Deny, Code: CodeNoMatchingPolicy, Reason: reasonNoMatch}
 	}
-	if len(matched) > 0 {
-		d.Matched = slices.Clone(matched)
+	switch {
+	case len(matched) == 1 && matched[0].err == "":
+		// The common case shares the rule's prebuilt, capacity-1 slice.
+		d.Matched = matched[0].r.single
+	case len(matched) > 0:
+		d.Matched = make([]Match, len(matched))
+		for i, m := range matched {
+			d.Matched[i] = Match{Policy: m.r.pol.name, Rule: m.r.id, Effect: m.r.effect, Error: m.err}
+		}
 	}
 	d.Trace = trace
 	return d
