@@ -573,14 +573,26 @@ func (r *rule) matchesAction(conn, op string) bool {
 
 // ---- evaluation ----
 
-// evalInput is the CEL activation for one decision. It is pooled: Decide
-// allocates none per call.
+// evalInput is the CEL activation for one decision. It is pooled, so Decide
+// does not allocate one per call.
 type evalInput struct {
 	req                   *Request
 	identity, action, rqs object
 }
 
 var inputPool = sync.Pool{New: func() any { return new(evalInput) }}
+
+func newEvalInput(req *Request, conn, op string, now time.Time) *evalInput {
+	in := inputPool.Get().(*evalInput)
+	in.req = req
+	id := &req.Identity
+	in.identity.strs = [5]string{fIdentityID: id.ID, fIdentityName: id.Name, fIdentityType: id.Type, fIdentityOwner: id.Owner, fIdentityEnvironment: id.Environment}
+	in.identity.labels = id.Labels
+	in.action.strs = [5]string{fActionName: req.Action, fActionConnector: conn, fActionOperation: op, fActionClass: req.Class}
+	in.rqs.strs = [5]string{fRequestIP: req.IP, fRequestMethod: req.Method, fRequestPath: req.Path}
+	in.rqs.time = now
+	return in
+}
 
 // ResolveName implements interpreter.Activation.
 func (in *evalInput) ResolveName(name string) (any, bool) {
@@ -662,17 +674,14 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	}
 	ctxErr := ctx.Err()
 
-	in := inputPool.Get().(*evalInput)
-	in.req = req
-	id := &req.Identity
-	in.identity.strs = [5]string{fIdentityID: id.ID, fIdentityName: id.Name, fIdentityType: id.Type, fIdentityOwner: id.Owner, fIdentityEnvironment: id.Environment}
-	in.identity.labels = id.Labels
-	in.action.strs = [5]string{fActionName: req.Action, fActionConnector: conn, fActionOperation: op, fActionClass: req.Class}
-	in.rqs.strs = [5]string{fRequestIP: req.IP, fRequestMethod: req.Method, fRequestPath: req.Path}
-	in.rqs.time = now
+	// The activation is set up on the first condition: decisions by rules
+	// without conditions never touch it.
+	var in *evalInput
 	defer func() {
-		*in = evalInput{}
-		inputPool.Put(in)
+		if in != nil {
+			*in = evalInput{}
+			inputPool.Put(in)
+		}
 	}()
 
 	var (
@@ -711,6 +720,9 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 		if r.prg != nil {
 			ok, err := false, ctxErr
 			if err == nil {
+				if in == nil {
+					in = newEvalInput(req, conn, op, now)
+				}
 				ok, err = r.eval(ctx, in)
 			}
 			if err != nil {
