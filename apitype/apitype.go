@@ -459,3 +459,38 @@ type ApprovalList struct {
 type ApprovalDecision struct {
 	Comment string `json:"comment,omitempty"`
 }
+
+// CreateElevation is the body of POST /v1/elevations.
+type CreateElevation struct {
+	Identity  string            `json:"identity"`
+	Actions   []string          `json:"actions"`
+	Resources map[string]string `json:"resources,omitempty"`
+	Duration  Duration          `json:"duration"`
+	Reason    string            `json:"reason"`
+}
+
+// Elevation is a just-in-time grant request and its state.
+type Elevation struct {
+	ID           string            `json:"id"`
+	Identity     string            `json:"identity"`
+	IdentityName string            `json:"identity_name"`
+	Actions      []string          `json:"actions"`
+	Resources    map[string]string `json:"resources,omitempty"`
+	Duration     Duration          `json:"duration"`
+	Reason       string            `json:"reason"`
+	RequestedBy  string            `json:"requested_by"`
+	Status       string            `json:"status"`
+	Policy       string            `json:"policy"`
+	CreatedAt    time.Time         `json:"created_at"`
+	DecidedAt    *time.Time        `json:"decided_at"`
+	DecidedBy    string            `json:"decided_by,omitempty"`
+	Comment      string            `json:"comment,omitempty"`
+	ExpiresAt    *time.Time        `json:"expires_at"`
+	RevokedAt    *time.Time        `json:"revoked_at"`
+	RevokedBy    string            `json:"revoked_by,omitempty"`
+}
+
+// ElevationList lists elevations, newest first.
+type ElevationList struct {
+	Elevations []Elevation `json:"elevations"`
+}

@@ -18,6 +18,7 @@ import (
 	"warden/internal/authn"
 	"warden/internal/connector"
 	"warden/internal/credential"
+	"warden/internal/elevation"
 	"warden/internal/gate"
 	"warden/internal/identity"
 	"warden/internal/policy"
@@ -45,6 +46,7 @@ type Options struct {
 	Catalog      *connector.Catalog
 	Proxy        *proxy.Proxy
 	Approvals    *approval.Service
+	Elevations   *elevation.Service
 	Database     Health
 	Changes      Changes
 	Audit        *audit.Log // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints

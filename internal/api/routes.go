@@ -88,6 +88,13 @@ func (a *API) routes() []route {
 		{Method: "POST", Pattern: "/v1/approvals/{id}/approve", Auth: authAdmin, Summary: "Approve a pending request (approver role; not for identities you own)", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Approval](), Handler: a.decideApproval(true)},
 		{Method: "POST", Pattern: "/v1/approvals/{id}/deny", Auth: authAdmin, Summary: "Deny a pending request", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Approval](), Handler: a.decideApproval(false)},
 
+		{Method: "POST", Pattern: "/v1/elevations", Auth: authAny, Summary: "Ask for a just-in-time grant (the identity itself, its owner or an admin)", Request: typeOf[apitype.CreateElevation](), Response: typeOf[apitype.Elevation](), Status: 201, Handler: a.requestElevation},
+		{Method: "GET", Pattern: "/v1/elevations", Auth: authAny, Summary: "List elevations (an identity sees its own)", Response: typeOf[apitype.ElevationList](), Query: []string{"status"}, Handler: a.listElevations},
+		{Method: "GET", Pattern: "/v1/elevations/{id}", Auth: authAny, Summary: "Get an elevation", Response: typeOf[apitype.Elevation](), Handler: a.getElevation},
+		{Method: "POST", Pattern: "/v1/elevations/{id}/approve", Auth: authAdmin, Summary: "Approve an elevation: the grant is in force until it expires", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Elevation](), Handler: a.decideElevation(true)},
+		{Method: "POST", Pattern: "/v1/elevations/{id}/deny", Auth: authAdmin, Summary: "Deny an elevation", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Elevation](), Handler: a.decideElevation(false)},
+		{Method: "POST", Pattern: "/v1/elevations/{id}/revoke", Auth: authAny, Summary: "End a grant early, or withdraw a request", Request: typeOf[apitype.StatusRequest](), Response: typeOf[apitype.Elevation](), Handler: a.revokeElevation},
+
 		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
 		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
 		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},

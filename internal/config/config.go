@@ -39,6 +39,8 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// ApprovalTTL is how long an approval request waits (default 1h).
 	ApprovalTTL time.Duration `yaml:"approval_ttl"`
+	// MaxElevation caps a just-in-time grant (default 8h).
+	MaxElevation time.Duration `yaml:"max_elevation"`
 	// ApprovalWebhookURL receives a signed, Slack-compatible message per
 	// approval request; ApprovalWebhookSecret signs it (env only is best).
 	ApprovalWebhookURL    string        `yaml:"approval_webhook_url"`
@@ -61,6 +63,7 @@ func Defaults() Config {
 		LogFormat:     "text",
 		ShutdownGrace: 20 * time.Second,
 		ApprovalTTL:   time.Hour,
+		MaxElevation:  8 * time.Hour,
 	}
 }
 

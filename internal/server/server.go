@@ -27,6 +27,7 @@ import (
 	"warden/internal/config"
 	"warden/internal/connector"
 	"warden/internal/credential"
+	"warden/internal/elevation"
 	"warden/internal/gate"
 	"warden/internal/identity"
 	"warden/internal/policy"
@@ -87,8 +88,21 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer st.Close()
 
-	keyring, err := seal.Open(ctx, master, st)
+	// WARDEN_MASTER_KEY_PREVIOUS: the former master key during a
+	// zero-downtime master-key rotation (docs/seal.md).
+	var previous [][]byte
+	if v := o.Getenv("WARDEN_MASTER_KEY_PREVIOUS"); v != "" {
+		p, err := seal.ParseMasterKey(v)
+		if err != nil {
+			return fmt.Errorf("WARDEN_MASTER_KEY_PREVIOUS: %w", err)
+		}
+		previous = append(previous, p)
+	}
+	keyring, err := seal.Open(ctx, master, st, previous...)
 	clear(master)
+	for _, p := range previous {
+		clear(p)
+	}
 	if err != nil {
 		return fmt.Errorf("keyring: %w", err)
 	}
@@ -107,6 +121,7 @@ func Run(ctx context.Context, o Options) error {
 	defer auditLog.Close(context.Background())
 
 	var authSvc *authn.Service
+	var creds *credential.Service
 	// Approvals: a webhook (when configured) tells humans about requests.
 	var notifier *approval.Webhook
 	approvalOpts := approval.Options{Store: st, TTL: cfg.ApprovalTTL, Logger: log}
@@ -118,6 +133,7 @@ func Run(ctx context.Context, o Options) error {
 
 	ids := identity.New(identity.Options{Store: st, OnChange: func(id *identity.Identity) {
 		authSvc.IdentityChanged(id)
+		creds.IdentityChanged(id.ID, id.Status == identity.StatusActive) // drops cached material, revokes its database leases
 		if id.Status != identity.StatusActive {
 			// A stopped identity's pending approvals die with it.
 			if err := approvals.IdentityStopped(context.Background(), id.ID); err != nil {
@@ -140,7 +156,7 @@ func Run(ctx context.Context, o Options) error {
 		// rules grant nothing); the others load. Say so loudly.
 		log.Error("some stored policies are not in force", "err", err)
 	}
-	creds := credential.New(credential.Options{Store: st, Sealer: keyring})
+	creds = credential.New(credential.Options{Store: st, Sealer: keyring, Logger: log, Dev: cfg.Dev})
 	catalog, err := connector.LoadCatalog()
 	if err != nil {
 		return fmt.Errorf("connector catalog: %w", err)
@@ -152,6 +168,7 @@ func Run(ctx context.Context, o Options) error {
 	// auditor makes the gate's records durable; when the audit log cannot
 	// write, every governed call fails closed with 503 audit_unavailable.
 	var auditor gate.Auditor = gateAuditor{log: auditLog}
+	elevations := elevation.New(elevation.Options{Store: st, Policies: policies, Identities: ids, MaxDuration: cfg.MaxElevation})
 	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Approvals: approvals, Logger: log})
 	gw := proxy.New(proxy.Options{Gate: g, Approvals: approvals, Connectors: connectors, Logger: log})
 
@@ -160,7 +177,7 @@ func Run(ctx context.Context, o Options) error {
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
-		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Approvals: approvals, Changes: st, Audit: auditLog, Logger: log,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Approvals: approvals, Elevations: elevations, Changes: st, Audit: auditLog, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -191,12 +208,15 @@ func Run(ctx context.Context, o Options) error {
 	if notifier != nil {
 		go notifier.Run(bg)
 	}
+	go sweepElevations(bg, log, elevations)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		background(bg, log, st, authSvc, keyring, policies, connectors, creds)
 	}()
+	wg.Add(1)
+	go func() { defer wg.Done(); creds.Run(bg, 10*time.Second) }() // token refresh, scheduled rotation, version retirement, lease sweep
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -297,6 +317,23 @@ func background(ctx context.Context, log *slog.Logger, st *store.Store, auth *au
 			}
 			// Other replicas may have rotated or deleted credentials.
 			creds.Purge()
+		}
+	}
+}
+
+// sweepElevations retires expired grants' policies (they are inert from
+// their expiry on; this keeps the policy list tidy).
+func sweepElevations(ctx context.Context, log *slog.Logger, e *elevation.Service) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("sweeping expired elevations", "err", err)
+			}
 		}
 	}
 }
