@@ -32,14 +32,23 @@ func (s *Service) ListOverdue(ctx context.Context, p warden.Principal) ([]*Crede
 func SelfRotating(typ string) bool { return isOAuth(typ) || typ == TypePostgresDynamic }
 
 // Run does the vault's background work every interval until ctx ends (see
-// Sweep), then waits for revocations started by IdentityChanged.
+// Sweep) and writes last-used times; when ctx ends it waits for
+// revocations started by IdentityChanged and flushes last-used times once
+// more.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	defer s.Wait()
+	defer func() {
+		s.Wait()
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.FlushLastUsed(fctx); err != nil {
+			s.log.Warn("flushing credential last-used times", "err", err)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -47,6 +56,9 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 			if err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("vault background work", "err", err)
+			}
+			if err := s.FlushLastUsed(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("flushing credential last-used times", "err", err)
 			}
 		}
 	}
