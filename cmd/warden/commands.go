@@ -13,8 +13,10 @@ func commands(c *cli) []*cobra.Command {
 		newWhoamiCmd(c),
 		newAdminTokenCmd(c),
 		newPolicyCmd(c),
+		newConnectorCmd(c),
 		newCredentialCmd(c),
 		newApprovalCmd(c),
 		newAuditCmd(c),
+		newKeyringCmd(c),
 	}
 }
