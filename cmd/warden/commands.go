@@ -17,6 +17,5 @@ func commands(c *cli) []*cobra.Command {
 		newCredentialCmd(c),
 		newApprovalCmd(c),
 		newAuditCmd(c),
-		newKeyringCmd(c),
 	}
 }
