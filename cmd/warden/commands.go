@@ -17,5 +17,6 @@ func commands(c *cli) []*cobra.Command {
 		newCredentialCmd(c),
 		newApprovalCmd(c),
 		newAuditCmd(c),
+		newKeyringCmd(c),
 	}
 }
