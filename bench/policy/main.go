@@ -25,6 +25,7 @@ import (
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	"warden/internal/policy"
 )
@@ -183,11 +184,7 @@ func regoModule(pols []pol) string {
 	b.WriteString("package warden\n\nimport rego.v1\n\ndefault allow := false\n\nallow if {\n\tcount(denies) == 0\n\tcount(allows) > 0\n}\n\n")
 	for _, p := range pols {
 		subj := "subj_" + strings.ReplaceAll(p.name, "-", "_")
-		quoted := make([]string, len(p.idents))
-		for i, id := range p.idents {
-			quoted[i] = strconv.Quote(id)
-		}
-		fmt.Fprintf(&b, "%s if input.principal.name in {%s}\n\n", subj, strings.Join(quoted, ", "))
+		fmt.Fprintf(&b, "%s if data.subjects[%q][input.principal.name]\n\n", subj, p.name)
 		fmt.Fprintf(&b, "%s if {\n\tinput.principal.type == \"ai_agent\"\n\tinput.principal.team == %q\n}\n\n", subj, p.team)
 		for _, r := range p.rules {
 			set := "allows"
@@ -208,6 +205,20 @@ func regoModule(pols []pol) string {
 		}
 	}
 	return b.String()
+}
+
+// regoData holds each policy's named identities as a set (a JSON object
+// name -> true), looked up in O(1) by the subject rules.
+func regoData(pols []pol) map[string]any {
+	subjects := map[string]any{}
+	for _, p := range pols {
+		set := map[string]any{}
+		for _, id := range p.idents {
+			set[id] = true
+		}
+		subjects[p.name] = set
+	}
+	return map[string]any{"subjects": subjects}
 }
 
 func regoInput(r req) map[string]any {
@@ -396,7 +407,8 @@ func run(nPolicies, n int) error {
 		return fmt.Errorf("warden: %w", err)
 	}
 	ctx := context.Background()
-	pq, err := rego.New(rego.Query("data.warden.allow"), rego.Module("warden.rego", regoModule(pols))).PrepareForEval(ctx)
+	store := inmem.NewFromObject(regoData(pols))
+	pq, err := rego.New(rego.Query("data.warden.allow"), rego.Module("warden.rego", regoModule(pols)), rego.Store(store)).PrepareForEval(ctx)
 	if err != nil {
 		return fmt.Errorf("opa: %w", err)
 	}
