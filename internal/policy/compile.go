@@ -139,6 +139,11 @@ func Compile(doc *Document) (*Policy, error) {
 		seen[r.id] = i
 		p.rules = append(p.rules, r)
 	}
+	// The policy keeps the document (for GET) but not its line table, which
+	// only error messages need and which would cost memory per policy in force.
+	kept := *doc
+	kept.lines = nil
+	p.doc = &kept
 	return p, nil
 }
 
