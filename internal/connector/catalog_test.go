@@ -2,8 +2,11 @@ package connector
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -223,5 +226,21 @@ func TestCatalogStrictMatching(t *testing.T) {
 	}
 	if op, params, err := c.Match("GET", "/repos/acme/api/contents/README.md"); err != nil || op.ID != "contents.get" || params["path"] != "README.md" {
 		t.Errorf("contents.get: %v %v %v", op, params, err)
+	}
+}
+
+// docs/connectors.md lists the catalog with operation counts; keep it true.
+func TestCatalogDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "connectors.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := loadCatalog(t)
+	for _, name := range cat.Names() {
+		d, _ := cat.Get(name)
+		row := fmt.Sprintf("| `%s` | %d | %s", name, len(d.Operations), d.BaseURL)
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/connectors.md lacks the row %q", row)
+		}
 	}
 }
