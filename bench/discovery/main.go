@@ -89,13 +89,26 @@ func score(tool string, man *Manifest, hits []hit, secs float64) Score {
 	s := Score{Tool: tool, Seconds: secs, FPBy: map[string]int{}, MissedBy: map[string]int{}}
 	found := map[*Label]bool{}
 	for _, h := range hits {
-		// A finding matches the label on its first line, or else the first
-		// secret label within its line span (a multi-line match such as a
-		// whole Kubernetes manifest reports the manifest's first line).
+		// A finding matches the label on its first line; a multi-line one
+		// (gitleaks reports a Kubernetes manifest from its "kind" line)
+		// matches a secret label within its span, preferring one not yet
+		// found, so it is neither a false positive nor double-counted.
 		l := labelAt[key{h.file, h.line}]
-		for ln := h.line + 1; (l == nil || !l.Secret) && ln <= h.endLine && ln < h.line+200; ln++ {
-			if m := labelAt[key{h.file, ln}]; m != nil && m.Secret && !found[m] {
-				l = m
+		if l == nil || !l.Secret {
+			var any *Label
+			for ln := h.line + 1; ln <= h.endLine && ln < h.line+200; ln++ {
+				if m := labelAt[key{h.file, ln}]; m != nil && m.Secret {
+					if !found[m] {
+						any = m
+						break
+					}
+					if any == nil {
+						any = m
+					}
+				}
+			}
+			if any != nil {
+				l = any
 			}
 		}
 		switch {
@@ -146,6 +159,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	jsonOut := fl.String("json", "", "also write the scores as JSON to this file")
 	runs := fl.Int("runs", 3, "scan this many times and keep the fastest (the findings of every run are equal)")
 	cpuProfile := fl.String("cpuprofile", "", "write a CPU profile of warden's scan to this file")
+	tree := fl.String("tree", "", "instead of a generated corpus, scan this existing unlabelled tree with both tools and compare what they report")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -155,6 +169,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	if *tree != "" {
+		return compareOnTree(*tree, tmp, *glVersion, *gitleaks, *cpus, *runs, stdout, stderr)
+	}
 	root := *dir
 	if root == "" {
 		root = filepath.Join(tmp, "corpus")
@@ -249,6 +266,46 @@ func best(n int, scan func() ([]hit, float64, error)) ([]hit, float64, error) {
 		}
 	}
 	return hits, fastest, nil
+}
+
+// compareOnTree scans an existing tree (say, a module cache full of
+// third-party code, tests and docs) with both tools. Without labels it can
+// only count: in such a tree nearly every finding is noise, so the counts
+// say how loud each tool is on real code.
+func compareOnTree(root, tmp, version string, withGitleaks bool, cpus, runs int, stdout, stderr io.Writer) error {
+	var size int64
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
+		}
+		return nil
+	})
+	report := func(tool string, hits []hit, secs float64) {
+		by := map[string]int{}
+		for _, h := range hits {
+			by[h.rule]++
+		}
+		fmt.Fprintf(stdout, "%s: %d findings in %.1f MiB, %.2f s, %.1f MB/s\n  by rule: %s\n", tool, len(hits), float64(size)/(1<<20), secs, float64(size)/(1<<20)/secs, formatCounts(by))
+	}
+	hits, secs, err := best(runs, func() ([]hit, float64, error) { return runWarden(root, cpus) })
+	if err != nil {
+		return err
+	}
+	report("warden", hits, secs)
+	if withGitleaks {
+		bin, err := buildGitleaks(tmp, version, stderr)
+		if err != nil {
+			return err
+		}
+		hits, secs, err := best(runs, func() ([]hit, float64, error) { return runGitleaks(bin, root, tmp, cpus) })
+		if err != nil {
+			return err
+		}
+		report("gitleaks "+version, hits, secs)
+	}
+	return nil
 }
 
 func formatCounts(m map[string]int) string {

@@ -93,9 +93,10 @@ Exit status: 0 no findings, 1 findings (0 with --exit-zero), 2+ errors.`,
 					st.printf("warning: skipped %s: %v\n", loc, err)
 				},
 			})
+			stopProgress := func() {}
 			if showProgress {
-				stop := st.run(cmd.Context(), sc)
-				defer stop()
+				stopProgress = st.run(cmd.Context(), sc)
+				defer stopProgress()
 			}
 			var all []discovery.Finding
 			for _, p := range args {
@@ -113,6 +114,9 @@ Exit status: 0 no findings, 1 findings (0 with --exit-zero), 2+ errors.`,
 				}
 			}
 			if showProgress {
+				// Stop redrawing before anything reaches stdout, which is
+				// often the same terminal.
+				stopProgress()
 				st.finish(sc)
 			}
 			sum := discovery.Summarize(all, sc.Progress())
@@ -188,7 +192,8 @@ func progressText(p discovery.Progress) string {
 	return t + fmt.Sprintf(", %d findings", p.Findings)
 }
 
-// run redraws the progress line every quarter second until stop is called.
+// run redraws the progress line every quarter second until stop is called;
+// stop may be called more than once.
 func (s *statusLine) run(ctx context.Context, sc *discovery.Scanner) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -209,12 +214,15 @@ func (s *statusLine) run(ctx context.Context, sc *discovery.Scanner) (stop func(
 			}
 		}
 	}()
+	var once sync.Once
 	return func() {
-		cancel()
-		<-done
-		s.mu.Lock()
-		s.clear()
-		s.mu.Unlock()
+		once.Do(func() {
+			cancel()
+			<-done
+			s.mu.Lock()
+			s.clear()
+			s.mu.Unlock()
+		})
 	}
 }
 

@@ -64,7 +64,7 @@ var placeholderWords = []string{
 	"example", "sample", "placeholder", "changeme", "change_me", "change-me", "changeit",
 	"dummy", "redacted", "your_", "your-", "yourpass", "yoursecret", "yourtoken", "yourkey", "my_secret", "mysecret",
 	"<", ">", "xxxx", "****", "....", "…", "replace", "insert", "todo", "fixme", "notreal", "not_real", "not-a-real",
-	"fake", "invalid", "secret_here", "token_here", "key_here", "here_", "_here", "foobar", "lorem",
+	"fake", "invalid", "secret", "password", "passwd", "%s", "%v", "%d", "%q", "goeshere", "goes_here", "goes-here", "...", "secret_here", "token_here", "key_here", "here_", "_here", "foobar", "lorem",
 }
 
 // placeholderValues are whole values that stand for "put the secret here".
@@ -76,16 +76,27 @@ var placeholderValues = map[string]bool{
 	"required": true, "optional": true, "string": true, "value": true, "secretkey": true,
 	"p@ssw0rd": true, "p@ssword": true, "password1": true, "password123": true, "letmein": true,
 	"qwerty": true, "123456": true, "12345678": true, "abc123": true, "hunter2": true,
-	"supersecret": true, "s3cr3t": true, "secret123": true, "foo": true, "bar": true, "baz": true,
+	"passw0rd": true, "p4ssw0rd": true, "pa55word": true, "supersecret": true, "s3cr3t": true, "secret123": true, "foo": true, "bar": true, "baz": true,
 }
 
 var (
-	uuidRe      = regexp.MustCompile(`^(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	identPathRe = regexp.MustCompile(`^[A-Za-z_$][A-Za-z0-9_$]*(?:(?:\.|::|->)[A-Za-z_$][A-Za-z0-9_$]*)+$`)
 	// identRe matches code identifiers and words (snake_case, UPPER_CASE,
-	// camelCase, kebab-case), which sit where a value would in source code.
-	// Words are letters only, so random strings with digits inside never match.
-	identRe    = regexp.MustCompile(`^_?[a-z]+(?:_[a-z]+)*[0-9]*$|^_?[A-Z]+(?:_[A-Z]+)*[0-9]*$|^[a-zA-Z][a-z]+(?:[A-Z][a-z]+)+[0-9]*$|^[a-z]+(?:-[a-z]+)+$`)
+	// camelCase with acronyms, kebab-case with small numbers), which sit
+	// where a value would in source code. Words are letters only, so random
+	// strings with digits inside almost never match.
+	identRe = regexp.MustCompile(`^_?[a-z]+(?:_[a-z]+)*[0-9]*$|^_?[A-Z]+(?:_[A-Z]+)*[0-9]*$|^[a-zA-Z][a-z]+(?:[A-Z]+[a-z]*)+[0-9]*$|^(?i:[a-z]+[0-9]*(?:-(?:[a-z]+|[0-9]{1,4}))+)$`)
+	// assignRe matches values that are themselves assignments (a DSN's
+	// "host=..."), whose secret, if any, is elsewhere.
+	assignRe = regexp.MustCompile(`^[A-Za-z_]+=`)
+	hexRe    = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+	// wordsRe matches values made of letter-only words joined by separators
+	// (TestGoList/GOPATH, DAV:no-lock): names and paths, not secrets.
+	wordsRe = regexp.MustCompile(`^[A-Za-z]+[0-9]*(?:[/:._\-][A-Za-z]+[0-9]*)*$`)
+	// fsPathRe matches file-system paths, with an optional "name:" before.
+	fsPathRe   = regexp.MustCompile(`^[a-z]*:?(?:/[a-z._\-]+){2,}/?$`)
+	hexNumRe   = regexp.MustCompile(`^0[xX][0-9a-fA-F]+$`)
+	uuidAnyRe  = regexp.MustCompile(`(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 	hashPrefix = []string{"sha1:", "sha256:", "sha384:", "sha512:", "sha1-", "sha256-", "sha384-", "sha512-", "md5:", "$2a$", "$2b$", "$2y$", "$argon2", "$scrypt$", "$5$", "$6$", "$1$", "pbkdf2_", "{ssha}", "{sha}", "{bcrypt}", "{noop}", "{pbkdf2}"}
 )
 
@@ -226,7 +237,7 @@ var nonSecretKeySuffixes = []string{
 }
 
 // nonSecretKeyParts mark names whose values are public by design.
-var nonSecretKeyParts = []string{"public", "publishable", "pubkey", "pub_key", "csrf", "_tokenizer", "tokenizer", "author", "authority", "authorize", "authorization_url", "oauth_url", "passenger", "compass", "bypass", "passthrough", "keyboard", "monkey", "hockey", "turkey", "primary_key", "foreign_key", "sort_key", "partition_key", "cache_key", "idempotency", "hotkey", "keymap", "keycode"}
+var nonSecretKeyParts = []string{"sec-websocket", "public", "publishable", "pubkey", "pub_key", "csrf", "_tokenizer", "tokenizer", "author", "authority", "authorize", "authorization_url", "oauth_url", "passenger", "compass", "bypass", "passthrough", "keyboard", "monkey", "hockey", "turkey", "primary_key", "foreign_key", "sort_key", "partition_key", "cache_key", "idempotency", "hotkey", "keymap", "keycode"}
 
 // secretKeyName reports whether an assigned name says its value is a secret.
 func secretKeyName(k string) bool {
@@ -235,6 +246,9 @@ func secretKeyName(k string) bool {
 		if strings.Contains(l, p) {
 			return false
 		}
+	}
+	if l == "pwd" || strings.HasSuffix(l, ".pwd") {
+		return false // the shell's working directory, not a password
 	}
 	for _, s := range nonSecretKeySuffixes {
 		if strings.HasSuffix(l, s) {
@@ -248,13 +262,28 @@ func secretKeyName(k string) bool {
 // could be a real secret: not a placeholder, reference, hash, UUID, number,
 // code identifier or path, and random-looking enough for its length.
 func plausibleValue(v string) bool {
-	if len(v) < 8 || isPlaceholder(v) || isHash(v) || uuidRe.MatchString(v) {
+	if len(v) < 8 || isPlaceholder(v) || isHash(v) || uuidAnyRe.MatchString(v) || hexNumRe.MatchString(v) {
 		return false
 	}
-	if identPathRe.MatchString(v) || identRe.MatchString(v) {
+	// Code around a name: &x, *p, */ a::b, .method, prefix-, label:
+	core := strings.TrimRight(strings.TrimLeft(v, "&*!./"), "-_./:,;")
+	if identPathRe.MatchString(core) || identRe.MatchString(core) || wordsRe.MatchString(core) || assignRe.MatchString(v) {
 		return false
 	}
-	if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "http") || strings.HasPrefix(v, "~/") {
+	if len(v) < 16 && hexRe.MatchString(v) {
+		return false // short hex: ids, colours, short hashes
+	}
+	// Paths, URLs and code: string concatenation ("PWD="+dir).
+	if strings.HasPrefix(v, "/") || strings.HasPrefix(v, "./") || strings.HasPrefix(v, "http") || strings.HasPrefix(v, "~/") || strings.HasPrefix(v, "+") {
+		return false
+	}
+	if fsPathRe.MatchString(v) {
+		return false
+	}
+	// Base64 of readable text that would not pass as a value itself ("the
+	// sample nonce", "testing:testing", keyboard mash): a random secret in
+	// base64 decodes to bytes, not to words.
+	if dec, err := base64.StdEncoding.DecodeString(v); err == nil && len(dec) >= 6 && printable(dec) && !plausibleValue(string(dec)) {
 		return false
 	}
 	digits := 0
@@ -275,6 +304,15 @@ func plausibleValue(v string) bool {
 	default:
 		return h >= 3.3 && (classes(v) >= 2 || len(v) >= 32)
 	}
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // keepPassword is the decoy filter for passwords in URLs and credential

@@ -11,7 +11,7 @@ import (
 // secret's location in the scanned buffer, and the secret (which may differ
 // from the span's bytes when it was decoded, as in Kubernetes Secrets).
 type candidate struct {
-	rule       *Rule
+	rule       *detector
 	start, end int
 	secret     string
 	verified   bool
@@ -40,7 +40,7 @@ type anchorTable struct {
 type anchor struct {
 	text  []byte // lowercase unless exact
 	exact bool
-	rules []*Rule
+	rules []*detector
 }
 
 var lowerTable = func() (t [256]byte) {
@@ -64,7 +64,7 @@ func buildAnchors() *anchorTable {
 	}
 	byKey := map[key]*anchor{}
 	var order []key
-	add := func(r *Rule, s string, exact bool) {
+	add := func(r *detector, s string, exact bool) {
 		if !exact {
 			s = string(bytes.ToLower([]byte(s)))
 		}
@@ -146,7 +146,7 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 		return nil
 	}
 	type window struct{ lo, hi int }
-	perRule := map[*Rule][]window{}
+	perRule := map[*detector][]window{}
 	var pemHits []int
 	anchors.find(buf, func(a *anchor, pos int) {
 		for _, r := range a.rules {
@@ -188,15 +188,19 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 	// overlapping windows is kept once.
 	var out []candidate
 	type span struct {
-		r          *Rule
+		r          *detector
 		start, end int
 	}
 	seen := map[span]bool{}
-	emit := func(r *Rule, start, end int, secret, body, key string) {
+	source := isSource(p)
+	emit := func(r *detector, start, end int, secret, body, key string, quoted bool) {
 		if seen[span{r, start, end}] {
 			return
 		}
 		seen[span{r, start, end}] = true
+		if r.Generic && source && !quoted {
+			return // in code, an unquoted value is an identifier or expression
+		}
 		c, ok := judge(r, secret, body, key)
 		if !ok {
 			return
@@ -204,7 +208,7 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 		c.start, c.end = start, end
 		out = append(out, c)
 	}
-	runRegexp := func(r *Rule, lo, hi int) {
+	runRegexp := func(r *detector, lo, hi int) {
 		for _, m := range r.Regexp.FindAllSubmatchIndex(buf[lo:hi], -1) {
 			s0, s1 := m[2*r.secretGroup], m[2*r.secretGroup+1]
 			if s0 < 0 {
@@ -222,7 +226,8 @@ func scanContent(p string, buf []byte, structured bool, depth int) []candidate {
 			if r.keyGroup >= 0 && m[2*r.keyGroup] >= 0 {
 				key = string(buf[lo+m[2*r.keyGroup] : lo+m[2*r.keyGroup+1]])
 			}
-			emit(r, lo+s0, lo+s1, secret, body, key)
+			quoted := r.quoteGroup >= 0 && m[2*r.quoteGroup] >= 0
+			emit(r, lo+s0, lo+s1, secret, body, key, quoted)
 		}
 	}
 
@@ -263,7 +268,7 @@ func isKeyByte(c byte) bool { return isAlnum(c) || c == '_' || c == '.' || c == 
 
 // judge applies a rule's checks to one match: checksum, documentation
 // examples, placeholders, fake-looking bodies and the generic value test.
-func judge(r *Rule, secret, body, key string) (candidate, bool) {
+func judge(r *detector, secret, body, key string) (candidate, bool) {
 	c := candidate{rule: r, secret: secret}
 	if r.Verify != nil {
 		c.verified = r.Verify(secret)

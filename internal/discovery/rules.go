@@ -7,11 +7,11 @@ import (
 	"strings"
 )
 
-// Rule is one detector. A rule either matches a regular expression near one
+// detector is one rule. A rule either matches a regular expression near one
 // of its anchors (the common case: a token with a fixed prefix, or a key name
 // followed by a value) or is one of the structural detectors (private-key
 // blocks, Kubernetes Secret manifests) that have no Regexp.
-type Rule struct {
+type detector struct {
 	// ID is stable: allowlists, SARIF and the inventory refer to it.
 	ID string
 	// Kind names the credential for people.
@@ -58,16 +58,16 @@ type Rule struct {
 	// whose random part is structured, like JWTs and PEM bodies).
 	NoFakeCheck bool
 
-	secretGroup, keyGroup int
-	bodyGroups            []int
+	secretGroup, keyGroup, quoteGroup int
+	bodyGroups                        []int
 }
 
 // compile resolves the rule's capture groups.
-func (r *Rule) compile() {
+func (r *detector) compile() {
 	if r.Regexp == nil {
 		return
 	}
-	r.secretGroup, r.keyGroup = -1, -1
+	r.secretGroup, r.keyGroup, r.quoteGroup = -1, -1, -1
 	for i, n := range r.Regexp.SubexpNames() {
 		switch {
 		case n == "secret":
@@ -76,6 +76,8 @@ func (r *Rule) compile() {
 			r.bodyGroups = append(r.bodyGroups, i)
 		case n == "key":
 			r.keyGroup = i
+		case n == "q":
+			r.quoteGroup = i
 		}
 	}
 	if r.secretGroup < 0 {
@@ -124,12 +126,12 @@ const valueChars = `[A-Za-z0-9+/=_\-.~!@#$%^&*?|:]`
 // kv builds a key/value regular expression: a key name matching keyRe, an
 // assignment (=, :, :=, =>, or JSON's ":"), and a value.
 func kv(keyRe, value string) *regexp.Regexp {
-	return regexp.MustCompile(`(?i)(?:^|[^A-Za-z0-9_.\-])(?P<key>` + keyRe + `)["'\x60]?\]?\s*(?::=|=>|=|:)\s*["'\x60]?(?P<secret>` + value + `)(?:["'\x60]|[\s,;)}\]]|$)`)
+	return regexp.MustCompile(`(?i)(?:^|[^A-Za-z0-9_.\-])(?P<key>` + keyRe + `)["'\x60]?\]?\s*(?::=|=>|=|:)\s*(?P<q>["'\x60])?(?P<secret>` + value + `)(?:["'\x60]|[\s,;)}\]]|$)`)
 }
 
 // rules is the built-in rule set. The comment on each says where its format
 // comes from; decoy handling shared by all rules lives in decoy.go.
-var rules = []*Rule{
+var rules = []*detector{
 	// Warden's own keys: prefix + 32 base62 + 6-digit CRC-32, checked with
 	// warden.ParseKey. A string of that shape whose checksum fails is not a
 	// key (the server refuses it before any lookup), so it is dropped.
@@ -445,8 +447,20 @@ func schemeWithUserinfo(buf []byte, pos int) bool {
 	return i >= 0 && userinfoFollows(buf, pos+i)
 }
 
+// sourceExts are programming languages, where a value that is not a string
+// literal is an identifier or an expression, never a secret.
+var sourceExts = map[string]bool{
+	".go": true, ".py": true, ".js": true, ".jsx": true, ".ts": true, ".tsx": true, ".mjs": true, ".cjs": true,
+	".java": true, ".kt": true, ".kts": true, ".scala": true, ".groovy": true, ".rb": true, ".php": true, ".cs": true,
+	".vb": true, ".fs": true, ".c": true, ".h": true, ".cc": true, ".cpp": true, ".hpp": true, ".cxx": true, ".m": true,
+	".mm": true, ".swift": true, ".rs": true, ".dart": true, ".lua": true, ".pl": true, ".r": true, ".ex": true,
+	".exs": true, ".erl": true, ".hs": true, ".clj": true, ".nim": true, ".zig": true, ".jl": true,
+}
+
+func isSource(p string) bool { return sourceExts[strings.ToLower(path.Ext(p))] }
+
 // ruleByID indexes rules; it is read-only after init.
-var ruleByID = map[string]*Rule{}
+var ruleByID = map[string]*detector{}
 
 func init() {
 	for _, r := range rules {
@@ -458,5 +472,19 @@ func init() {
 	}
 }
 
-// Rules returns the built-in rules in a stable order (for docs and SARIF).
-func Rules() []*Rule { return append([]*Rule(nil), rules...) }
+// Rule describes a built-in rule for people and for tools (docs, SARIF,
+// the inventory).
+type Rule struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	Description string `json:"description"`
+}
+
+// Rules returns the built-in rules in a stable order.
+func Rules() []Rule {
+	out := make([]Rule, 0, len(rules))
+	for _, r := range rules {
+		out = append(out, Rule{ID: r.ID, Kind: r.Kind, Description: r.Description})
+	}
+	return out
+}
