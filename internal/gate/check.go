@@ -178,6 +178,17 @@ type Verdict struct {
 // forwarded unless Verdict.Err is nil.
 func (g *Gate) Check(ctx context.Context, c *Call) *Verdict {
 	v := &Verdict{start: g.now(), call: c}
+	if g.throttle != nil {
+		// The breaker's throttle is policy-independent and comes first: a
+		// throttled identity's calls neither reach the policy (and its
+		// limit counters) nor the upstream.
+		if wait, reason, ok := g.throttle.Throttled(c.Principal.ID, v.start); ok {
+			v.Decision = policy.Decision{Effect: policy.Deny, Code: policy.CodeRateLimited, Reason: reason, RetryAfter: wait}
+			v.Err = warden.Errorf(warden.CodeRateLimited, "%s", reason)
+			g.audit(ctx, v, string(policy.Deny))
+			return v
+		}
+	}
 	d, id, err := g.Decide(ctx, Question{
 		Identity: c.Principal.ID, Action: c.Op.Action, Class: c.Op.Class,
 		Resource: c.Resource, Params: c.Params, Context: c.Context,

@@ -24,8 +24,18 @@ type Options struct {
 	Auditor     Auditor
 	Approvals   *approval.Service
 	Observer    Observer
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Throttle, when set, is consulted before any policy (the behaviour
+	// monitor's circuit breaker); a throttled call is denied rate_limited.
+	Throttle Throttle
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Throttle says whether an identity is throttled now, and if so how long
+// to wait and why. It runs on the hot path: it must be cheap and must not
+// block.
+type Throttle interface {
+	Throttled(identityID string, now time.Time) (retryAfter time.Duration, reason string, throttled bool)
 }
 
 // Gate decides.
@@ -36,6 +46,7 @@ type Gate struct {
 	auditor   Auditor
 	approvals *approval.Service
 	observer  Observer
+	throttle  Throttle
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -45,7 +56,7 @@ func New(o Options) *Gate {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, approvals: o.Approvals, observer: o.Observer, log: o.Logger, now: o.Now}
+	return &Gate{ids: o.Identities, policies: o.Policies, creds: o.Credentials, auditor: o.Auditor, approvals: o.Approvals, observer: o.Observer, throttle: o.Throttle, log: o.Logger, now: o.Now}
 }
 
 // Question is one operation to decide.
