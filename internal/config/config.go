@@ -46,9 +46,44 @@ type Config struct {
 	ApprovalWebhookURL    string        `yaml:"approval_webhook_url"`
 	ApprovalWebhookSecret warden.Secret `yaml:"-"`
 
+	// Monitor configures behavioural monitoring and the circuit breaker
+	// (docs/monitor.md).
+	Monitor Monitor `yaml:"monitor"`
+
 	// MasterKey is filled by the server from WARDEN_MASTER_KEY or the key
 	// file; never from the YAML file.
 	MasterKey []byte `yaml:"-"`
+}
+
+// Monitor is the behaviour monitor's configuration. The monitor validates
+// it at start and names the offending key.
+type Monitor struct {
+	// Disabled turns monitoring off (no findings, no breaker).
+	Disabled bool `yaml:"disabled"`
+	// An identity alerts only after LearningCalls calls and LearningPeriod
+	// since its first call (both must pass).
+	LearningCalls  int           `yaml:"learning_calls"`
+	LearningPeriod time.Duration `yaml:"learning_period"`
+	// SpikeFloor is the fewest calls of one operation per minute that can
+	// count as a rate spike.
+	SpikeFloor int `yaml:"spike_floor"`
+	// Responses maps a severity (info, low, medium, high, critical) to
+	// alert, throttle or suspend. Missing severities keep the defaults
+	// (high: throttle, critical: suspend, others: alert).
+	Responses map[string]string `yaml:"responses"`
+	// A throttled identity gets ThrottleRate calls per second (burst
+	// ThrottleBurst) for ThrottleFor.
+	ThrottleRate  float64       `yaml:"throttle_rate"`
+	ThrottleBurst int           `yaml:"throttle_burst"`
+	ThrottleFor   time.Duration `yaml:"throttle_for"`
+	// QueueSize bounds the observation queue (default 65536).
+	QueueSize int `yaml:"queue_size"`
+	// WebhookURL receives a signed, Slack-compatible alert per finding at
+	// or above WebhookMinSeverity (default low); WebhookSecret signs it
+	// (WARDEN_MONITOR_WEBHOOK_SECRET).
+	WebhookURL         string        `yaml:"webhook_url"`
+	WebhookMinSeverity string        `yaml:"webhook_min_severity"`
+	WebhookSecret      warden.Secret `yaml:"-"`
 }
 
 // Defaults returns the built-in configuration.
@@ -64,6 +99,7 @@ func Defaults() Config {
 		ShutdownGrace: 20 * time.Second,
 		ApprovalTTL:   time.Hour,
 		MaxElevation:  8 * time.Hour,
+		Monitor:       Monitor{LearningCalls: 100, LearningPeriod: 24 * time.Hour},
 	}
 }
 
@@ -119,6 +155,10 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	set("WARDEN_APPROVAL_WEBHOOK_URL", &c.ApprovalWebhookURL)
 	if v := getenv("WARDEN_APPROVAL_WEBHOOK_SECRET"); v != "" {
 		c.ApprovalWebhookSecret = warden.NewSecret(v)
+	}
+	set("WARDEN_MONITOR_WEBHOOK_URL", &c.Monitor.WebhookURL)
+	if v := getenv("WARDEN_MONITOR_WEBHOOK_SECRET"); v != "" {
+		c.Monitor.WebhookSecret = warden.NewSecret(v)
 	}
 	if v := getenv("WARDEN_ROOT_TOKEN"); v != "" {
 		c.RootToken = warden.NewSecret(v)
