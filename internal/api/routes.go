@@ -73,6 +73,9 @@ func (a *API) routes() []route {
 		{Method: "PATCH", Pattern: "/v1/credentials/{name}", Auth: authAdmin, Summary: "Update a credential's metadata", Request: typeOf[apitype.UpdateCredential](), Response: typeOf[apitype.Credential](), Handler: a.updateCredential},
 		{Method: "POST", Pattern: "/v1/credentials/{name}/rotate", Auth: authAdmin, Summary: "Store a new secret version", Request: typeOf[apitype.RotateCredential](), Response: typeOf[apitype.Credential](), Handler: a.rotateCredential},
 		{Method: "DELETE", Pattern: "/v1/credentials/{name}", Auth: authAdmin, Summary: "Delete a credential", Status: 204, Handler: a.deleteCredential},
+		{Method: "GET", Pattern: "/v1/credentials/{name}/versions", Auth: authAdmin, Summary: "A credential's secret versions (current, previous until retired) without secrets", Response: typeOf[apitype.CredentialVersions](), Handler: a.credentialVersions},
+		{Method: "GET", Pattern: "/v1/leases", Auth: authAdmin, Summary: "List dynamic database credential leases (no passwords)", Response: typeOf[apitype.LeaseList](), Query: []string{"identity", "credential", "active", "limit"}, Handler: a.listLeases},
+		{Method: "DELETE", Pattern: "/v1/leases/{id}", Auth: authAdmin, Summary: "Revoke a lease now and drop its database role", Response: typeOf[apitype.Lease](), Handler: a.revokeLease},
 
 		{Method: "PUT", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Create or replace a connector (YAML or JSON)", Response: typeOf[apitype.Connector](), Handler: a.putConnector},
 		{Method: "GET", Pattern: "/v1/connectors", Auth: authAdmin, Summary: "List connectors in force", Response: typeOf[apitype.ConnectorList](), Handler: a.listConnectors},
