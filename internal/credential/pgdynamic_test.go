@@ -19,6 +19,7 @@ import (
 
 	"warden"
 	"warden/internal/credential"
+	"warden/internal/store"
 	"warden/internal/wardentest"
 )
 
@@ -284,10 +285,11 @@ func TestPostgresDynamicFailuresLeaveNothing(t *testing.T) {
 	// A grant that fails half-way: the role must not survive.
 	e.create(t, credential.CreateInput{Name: "bad-grant", Type: credential.TypePostgresDynamic, Connector: "badgrant",
 		Secret: map[string]string{"admin_dsn": p.dsn}, Config: map[string]any{"grants": append(p.grants(), "GRANT SELECT ON no_such_table TO {{role}}")}})
-	_, err := e.svc.Lease(ctx, "badgrant", "nhi_a")
+	who := "nhi_fail" + strings.ToLower(warden.RandomString(8))
+	_, err := e.svc.Lease(ctx, "badgrant", who)
 	wantCode(t, err, warden.CodeCredentialUnavailable)
 	var n int
-	if err := p.admin.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname LIKE 'warden\_nhia\_%'`).Scan(&n); err != nil || n != 0 {
+	if err := p.admin.QueryRow(ctx, `SELECT count(*) FROM pg_roles WHERE rolname LIKE $1`, "warden_"+strings.ReplaceAll(who, "_", "")+"_%").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d half-created roles (%v)", n, err)
 	}
 	// Admin connection down: a clear error, no role, no lease record.
@@ -335,4 +337,41 @@ func TestPostgresDynamicScheduledRotationEndsLeases(t *testing.T) {
 	if err != nil || n.ID == l.ID {
 		t.Fatalf("no new lease after rotation: %v", err)
 	}
+	if err := e.svc.Delete(ctx, admin, "crm-db"); err != nil || p.roleExists(t, n.User) {
+		t.Fatalf("delete did not drop the role: %v", err)
+	}
+}
+
+// TestLeasesOnBothEngines: the lease lifecycle with Warden's own data on
+// SQLite and on PostgreSQL (the lease store's SQL on both).
+func TestLeasesOnBothEngines(t *testing.T) {
+	p := newPGTarget(t)
+	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
+		e := newEnvOn(t, st, nil)
+		e.clock.t = time.Now().UTC()
+		e.create(t, credential.CreateInput{Name: "crm-db", Type: credential.TypePostgresDynamic, Connector: "crmdb",
+			Secret: map[string]string{"admin_dsn": p.dsn}, Config: map[string]any{"grants": p.grants(), "ttl": "10m"}})
+		l, err := e.svc.Lease(ctx, "crmdb", "nhi_a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.svc.Purge()
+		if again, err := e.svc.Lease(ctx, "crmdb", "nhi_a"); err != nil || again.ID != l.ID {
+			t.Fatalf("reuse from the store: %v", err)
+		}
+		if ls, err := e.svc.ListLeases(ctx, admin, credential.LeaseFilter{ActiveAt: e.clock.Now()}); err != nil || len(ls) != 1 {
+			t.Fatalf("active list: %v %d", err, len(ls))
+		}
+		e.clock.Add(10 * time.Minute)
+		if err := e.svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if p.roleExists(t, l.User) {
+			t.Fatal("expired role not dropped")
+		}
+		ls, err := e.svc.ListLeases(ctx, admin, credential.LeaseFilter{})
+		if err != nil || len(ls) != 1 || ls[0].State != "dropped" || ls[0].EndReason != "expired" {
+			t.Fatalf("after sweep: %v %+v", err, ls)
+		}
+	})
 }
