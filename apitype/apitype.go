@@ -346,6 +346,10 @@ type Credential struct {
 // Rotation is a credential's rotation policy.
 type Rotation struct {
 	Every Duration `json:"every"`
+	// Grace is how long the superseded version stays stored (and may still
+	// be injected by replicas whose cache has not expired) before it is
+	// retired; default 24h.
+	Grace Duration `json:"grace,omitempty"`
 }
 
 // CreateCredential is the body of POST /v1/credentials.

@@ -16,8 +16,8 @@ func credentialOut(c *credential.Credential) apitype.Credential {
 		CreatedBy: c.CreatedBy, UpdatedAt: c.UpdatedAt, RotatedAt: c.RotatedAt, LastUsedAt: c.LastUsedAt,
 		RotationDue: c.RotationDue(time.Now()),
 	}
-	if c.Rotation > 0 {
-		out.Rotation = &apitype.Rotation{Every: apitype.Duration(c.Rotation)}
+	if c.Rotation > 0 || c.RotationGrace > 0 {
+		out.Rotation = &apitype.Rotation{Every: apitype.Duration(c.Rotation), Grace: apitype.Duration(c.RotationGrace)}
 	}
 	return out
 }
@@ -45,6 +45,7 @@ func (a *API) createCredential(w http.ResponseWriter, r *http.Request) error {
 	}
 	if in.Rotation != nil {
 		ci.Rotation = time.Duration(in.Rotation.Every)
+		ci.RotationGrace = time.Duration(in.Rotation.Grace)
 	}
 	c, err := a.o.Credentials.Create(r.Context(), p, ci)
 	clear(in.Secret)
@@ -90,8 +91,11 @@ func (a *API) updateCredential(w http.ResponseWriter, r *http.Request) error {
 	}
 	patch := credential.Patch{Owner: in.Owner, Description: in.Description, Config: in.Config}
 	if in.Rotation != nil {
-		d := time.Duration(in.Rotation.Every)
+		d, g := time.Duration(in.Rotation.Every), time.Duration(in.Rotation.Grace)
 		patch.Rotation = &d
+		if g != 0 {
+			patch.RotationGrace = &g
+		}
 	}
 	if in.ExpiresAt != nil {
 		patch.ExpiresAt = &in.ExpiresAt
