@@ -127,7 +127,9 @@ func crashRuns(t *testing.T, dir, dsn string, runs int) {
 			cmd.Wait()
 			t.Fatalf("run %d: helper did not start: %q", run, first)
 		}
-		kill := time.After(time.Duration(20+rand.IntN(300)) * time.Millisecond)
+		// The kill comes at a random moment once appends are flowing (a
+		// loaded machine may take a while to acknowledge the first one).
+		var kill <-chan time.Time
 		n := 0
 	read:
 		for {
@@ -137,6 +139,9 @@ func crashRuns(t *testing.T, dir, dsn string, runs int) {
 					break read
 				}
 				n += record(t, acked, l)
+				if n == 1 {
+					kill = time.After(time.Duration(rand.IntN(300)) * time.Millisecond)
+				}
 			case <-kill:
 				cmd.Process.Kill() // SIGKILL
 				kill = nil

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"warden"
@@ -83,6 +84,10 @@ type Log struct {
 
 	closeMu sync.RWMutex // held shared by Append while it enqueues
 	closed  bool
+
+	stats struct {
+		events, batches, failures, commitNanos atomic.Int64
+	}
 
 	cpMu   sync.Mutex // one checkpoint at a time; guards lastCP and file
 	lastCP Checkpoint
@@ -310,6 +315,8 @@ func (l *Log) drain(batch *[]*request) {
 func (l *Log) commit(batch []*request) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.o.WriteTimeout)
 	defer cancel()
+	began := time.Now()
+	defer func() { l.stats.commitNanos.Add(int64(time.Since(began))) }()
 	var (
 		events  []*Event
 		adopted int
@@ -345,12 +352,15 @@ func (l *Log) commit(batch []*request) {
 	})
 	if err != nil {
 		l.o.Logger.Error("audit write failed; refusing audited operations until it recovers", "err", err, "events", len(batch))
+		l.stats.failures.Add(1)
 		err = unavailable(err, "the audit log cannot write")
 		for _, r := range batch {
 			r.done <- result{err: err}
 		}
 		return
 	}
+	l.stats.batches.Add(1)
+	l.stats.events.Add(int64(len(events)))
 	i := adopted
 	var last Receipt
 	for _, r := range batch {
@@ -364,7 +374,6 @@ func (l *Log) commit(batch []*request) {
 		r.done <- result{r: last}
 	}
 	if len(events) > 0 {
-		last = Receipt{Seq: events[len(events)-1].Seq}
 		l.cpMu.Lock()
 		due := last.Seq-l.lastCP.Seq >= l.o.CheckpointEvery
 		l.cpMu.Unlock()
@@ -521,4 +530,18 @@ func (l *Log) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 		}
 	}
 	return cps, nil
+}
+
+// Stats are counters since Open, for metrics and benchmarks.
+type Stats struct {
+	Events   int64         // events committed (admin changes included)
+	Batches  int64         // transactions committed
+	Failures int64         // transactions that failed (their appends got ErrUnavailable)
+	Commit   time.Duration // total time spent in commit transactions
+}
+
+// Stats returns the counters.
+func (l *Log) Stats() Stats {
+	return Stats{Events: l.stats.events.Load(), Batches: l.stats.batches.Load(), Failures: l.stats.failures.Load(),
+		Commit: time.Duration(l.stats.commitNanos.Load())}
 }

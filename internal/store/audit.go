@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"warden/internal/audit"
@@ -140,12 +141,19 @@ func (s *Store) pendingChanges(ctx context.Context, tx *sql.Tx, limit int) ([]au
 	return out, s.dbErr(rows.Err())
 }
 
-// insertEvents writes events with multi-row INSERTs of up to auditChunk
-// rows each.
+// insertEvents writes events with multi-row INSERTs: chunks of
+// auditChunk rows, then the remainder in power-of-two chunks, so at most
+// eight statement shapes exist and each is prepared once per connection
+// (parsing a 128-row INSERT costs more than executing it).
 func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []*audit.Event) error {
 	args := make([]any, 0, min(len(evs), auditChunk)*auditNCols)
-	for start := 0; start < len(evs); start += auditChunk {
-		chunk := evs[start:min(start+auditChunk, len(evs))]
+	for start := 0; start < len(evs); {
+		n := auditChunk
+		for n > len(evs)-start {
+			n /= 2
+		}
+		chunk := evs[start : start+n]
+		start += n
 		args = args[:0]
 		for _, e := range chunk {
 			detail := ""
@@ -158,18 +166,44 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []*audit.Event
 				e.Request.ResponseBytes, int64(e.Outcome.Status), e.Outcome.Latency.Microseconds(), detail,
 				e.PrevHash[:], e.Hash[:])
 		}
-		if _, err := s.exec(ctx, tx, insertSQL(len(chunk)), args...); err != nil {
+		stmt, err := s.auditInsertStmt(ctx, n)
+		if err != nil {
 			return err
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+			return s.dbErr(err)
 		}
 	}
 	return nil
+}
+
+// auditStmts holds each store's prepared INSERTs by row count. It lives
+// beside Store (not in it) because only the audit path uses it; the
+// statements die with the database handle.
+var auditStmts sync.Map // *Store -> *[auditChunk + 1]*sql.Stmt
+
+var auditStmtMu sync.Mutex
+
+func (s *Store) auditInsertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	v, _ := auditStmts.LoadOrStore(s, new([auditChunk + 1]*sql.Stmt))
+	arr := v.(*[auditChunk + 1]*sql.Stmt)
+	auditStmtMu.Lock()
+	defer auditStmtMu.Unlock()
+	if arr[n] == nil {
+		st, err := s.db.PrepareContext(ctx, s.Rebind(insertSQL(n)))
+		if err != nil {
+			return nil, s.dbErr(err)
+		}
+		arr[n] = st
+	}
+	return arr[n], nil
 }
 
 var insertSQLCache [auditChunk + 1]string
 
 func init() {
 	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", auditNCols), ", ") + ")"
-	for n := 1; n <= auditChunk; n++ {
+	for n := 1; n <= auditChunk; n *= 2 {
 		insertSQLCache[n] = `INSERT INTO audit_events (` + auditCols + `) VALUES ` + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
 	}
 }

@@ -1,0 +1,200 @@
+package audit_test
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"warden/internal/audit"
+	"warden/internal/store"
+	"warden/internal/wardentest"
+)
+
+// benchAppend measures durable, chained appends from many concurrent
+// writers (the gateway's hot path): events/s and the p99 wait of Append.
+func benchAppend(b *testing.B, st *store.Store) {
+	e := newEnv(b, st)
+	var (
+		mu   sync.Mutex
+		lats []time.Duration
+	)
+	b.ReportAllocs()
+	b.SetParallelism(64) // 64 writers per core
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 1024)
+		ev := decided(1)
+		for pb.Next() {
+			t0 := time.Now()
+			if _, err := e.log.Append(ctx, ev); err != nil {
+				b.Error(err)
+				return
+			}
+			local = append(local, time.Since(t0))
+		}
+		mu.Lock()
+		lats = append(lats, local...)
+		mu.Unlock()
+	})
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
+	b.StopTimer()
+	slices.Sort(lats)
+	if len(lats) > 0 {
+		b.ReportMetric(float64(len(lats))/elapsed.Seconds(), "events/s")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(len(lats)), "cpu_us/event")
+		b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99_ms")
+	}
+	if s := e.log.Stats(); s.Batches > 0 {
+		b.ReportMetric(float64(s.Events)/float64(s.Batches), "events/batch")
+		b.ReportMetric(float64(s.Commit.Microseconds())/float64(s.Batches)/1000, "ms/batch")
+	}
+}
+
+func BenchmarkAppendSQLite(b *testing.B)   { benchAppend(b, wardentest.SQLite(b)) }
+func BenchmarkAppendPostgres(b *testing.B) { benchAppend(b, wardentest.Postgres(b)) }
+
+// BenchmarkVerifyChain is verify's per-event work (canonical encoding,
+// SHA-256, link and checkpoint checks) on one core, without I/O.
+func BenchmarkVerifyChain(b *testing.B) {
+	const n = 100000
+	evs := make([]audit.Event, n)
+	for i := range evs {
+		evs[i] = decided(i)
+		evs[i].ID = "evt_" + strconv.Itoa(i)
+		evs[i].Time = time.Unix(1700000000, int64(i)*1000).UTC()
+	}
+	audit.Chain(evs)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for i := 0; i < b.N; i++ {
+		if p := audit.VerifyEvents(evs, nil); p != nil {
+			b.Fatal(p)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "events/s")
+	// One goroutine: CPU time is one core's time, whatever else runs on
+	// the machine.
+	b.ReportMetric(float64(b.N*n)/(cpuTime()-cpu0).Seconds(), "events/cpu_s")
+}
+
+// benchEvents is the log size for the store benchmarks
+// (WARDEN_AUDIT_BENCH_EVENTS, default 1,000,000).
+func benchEvents() int {
+	if v, err := strconv.Atoi(os.Getenv("WARDEN_AUDIT_BENCH_EVENTS")); err == nil && v > 0 {
+		return v
+	}
+	return 1000000
+}
+
+// fill writes n events for 1000 identities in large batches.
+func fill(b *testing.B, e *env, n int) {
+	const batch = 5000
+	for done := 0; done < n; done += batch {
+		err := e.st.AppendAudit(ctx, 0, func(head audit.Head, _ []audit.PendingChange) (audit.Batch, error) {
+			evs := make([]audit.Event, min(batch, n-done))
+			ptrs := make([]*audit.Event, len(evs))
+			prev, seq := head.Hash, head.Seq
+			var buf []byte
+			for i := range evs {
+				evs[i] = decided(i)
+				seq++
+				evs[i].ID, evs[i].Time = fmt.Sprintf("evt_%d", seq), time.Unix(1700000000+seq, 0).UTC()
+				evs[i].Identity = fmt.Sprintf("nhi_%04d", seq%1000)
+				evs[i].Seq, evs[i].V, evs[i].PrevHash = seq, audit.Version1, prev
+				evs[i].Hash, buf, _ = audit.ComputeHash(buf, &evs[i])
+				prev = evs[i].Hash
+				ptrs[i] = &evs[i]
+			}
+			return audit.Batch{Events: ptrs}, nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchStore builds one large log per engine for the read benchmarks.
+var benchStores sync.Map
+
+func bigLog(b *testing.B, engine string) *env {
+	if v, ok := benchStores.Load(engine); ok {
+		return v.(*env)
+	}
+	var st *store.Store
+	var err error
+	if engine == "postgres" {
+		dsn := os.Getenv(wardentest.PostgresDSNEnv)
+		if dsn == "" {
+			b.Skip("no PostgreSQL")
+		}
+		st = wardentest.Postgres(b)
+	} else {
+		dir, _ := os.MkdirTemp("", "warden-audit-bench-")
+		st, err = store.Open(ctx, store.Options{DataDir: dir})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := newEnv(b, st)
+	n := benchEvents()
+	t0 := time.Now()
+	fill(b, e, n)
+	b.Logf("%s: built a log of %d events in %s", engine, n, time.Since(t0).Round(time.Millisecond))
+	benchStores.Store(engine, e)
+	return e
+}
+
+// BenchmarkQueryLast100ForIdentity: the newest 100 events of one identity
+// in a large log (size: WARDEN_AUDIT_BENCH_EVENTS).
+func BenchmarkQueryLast100ForIdentity(b *testing.B) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		b.Run(engine, func(b *testing.B) {
+			e := bigLog(b, engine)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				evs, _, err := e.log.Query(ctx, audit.Filter{Identity: fmt.Sprintf("nhi_%04d", i%1000), Limit: 100}, "")
+				if err != nil || len(evs) != 100 {
+					b.Fatal(err, len(evs))
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVerifyStore is the whole Verify over a large log, reads included.
+func BenchmarkVerifyStore(b *testing.B) {
+	for _, engine := range []string{"sqlite", "postgres"} {
+		b.Run(engine, func(b *testing.B) {
+			e := bigLog(b, engine)
+			b.ResetTimer()
+			start := time.Now()
+			var events int64
+			for i := 0; i < b.N; i++ {
+				rep, err := audit.Verify(ctx, e.st, audit.VerifyOptions{PublicKey: e.keys.PublicKey})
+				if err != nil || !rep.OK {
+					b.Fatal(err, rep.Problem)
+				}
+				events += rep.Events
+			}
+			b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// cpuTime is the process's user+system CPU time: with wall time it tells
+// a benchmark's cost apart from time lost to other load on the machine.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
