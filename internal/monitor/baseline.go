@@ -154,6 +154,23 @@ type baseline struct {
 	Recent    map[string]time.Time `json:"recent_denied"`  // newly denied actions in the probing window
 	Approvals rate                 `json:"approvals"`
 	dirty     bool
+	// The last address and user agent and what they reduced to: agents
+	// repeat them, so parsing is skipped on the hot detector loop.
+	lastIP, lastNet, lastUA, lastFam string
+}
+
+func (b *baseline) network(ip string) string {
+	if ip != b.lastIP || b.lastIP == "" {
+		b.lastIP, b.lastNet = ip, network(ip)
+	}
+	return b.lastNet
+}
+
+func (b *baseline) family(ua string) string {
+	if ua != b.lastUA || b.lastFam == "" {
+		b.lastUA, b.lastFam = ua, clientFamily(ua)
+	}
+	return b.lastFam
 }
 
 func newBaseline(id string, t time.Time) *baseline {

@@ -203,7 +203,8 @@ func (e *engine) observe(o *gate.Observation, w who) []*Finding {
 
 	// Key reuse needs no baseline: one key from many networks at once is
 	// suspicious on the first day too.
-	if nw := network(o.ClientIP); nw != "" && o.KeyID != "" {
+	nw := b.network(o.ClientIP)
+	if nw != "" && o.KeyID != "" {
 		e.keyReuse(o, nw, t, name, emit)
 	}
 
@@ -248,7 +249,7 @@ func (e *engine) observe(o *gate.Observation, w who) []*Finding {
 	}
 	b.Hours[how]++
 
-	if nw := network(o.ClientIP); nw != "" {
+	if nw != "" {
 		if remember(b.Networks, nw, t, maxNetworks) && learned && len(b.Networks) > 1 {
 			emit(&Finding{Detector: DetNewNetwork, Severity: Medium, Action: o.Action, subject: nw,
 				Explanation: fmt.Sprintf("%s called from %s (address %s), a network it has never used; it used %s before",
@@ -256,7 +257,7 @@ func (e *engine) observe(o *gate.Observation, w who) []*Finding {
 				Evidence: map[string]any{"network": nw, "ip": o.ClientIP, "known_networks": keysExcept(b.Networks, nw, 20)}})
 		}
 	}
-	fam := clientFamily(o.UserAgent)
+	fam := b.family(o.UserAgent)
 	newFam := remember(b.Agents, fam, t, maxAgents)
 	switch {
 	case fam == "browser" && !learned:
