@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"warden"
 	"warden/client"
 	"warden/internal/api"
 	"warden/internal/audit"
@@ -286,6 +287,12 @@ offline from --data DIR / --database DSN.`,
 					return err
 				}
 				defer st.Close()
+				// Events carry identity ids; accept a name as the API does.
+				if flt.Identity != "" && !warden.HasPrefix(flt.Identity, warden.PrefixIdentity) {
+					if id, err := st.GetIdentity(ctx, flt.Identity); err == nil {
+						flt.Identity = id.ID
+					}
+				}
 				_, err = audit.Export(ctx, st, c.stdout, format, flt)
 				return err
 			}
