@@ -4,7 +4,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"warden/internal/elevation"
 	"warden/internal/gate"
 	"warden/internal/identity"
+	"warden/internal/mcp"
 	"warden/internal/policy"
 	"warden/internal/proxy"
 )
@@ -45,6 +48,7 @@ type Options struct {
 	Connectors   *connector.Registry
 	Catalog      *connector.Catalog
 	Proxy        *proxy.Proxy
+	MCP          *mcp.Gateway // /mcp, and MCP tool approval on connector PUT
 	Approvals    *approval.Service
 	Elevations   *elevation.Service
 	Database     Health
@@ -114,6 +118,57 @@ func (a *API) proxyCall(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.o.Proxy.ServeHTTP(w, r, principal(r))
 	return nil
+}
+
+// serveMCP hands /mcp to the MCP front with the identity this request's
+// own bearer token authenticated.
+func (a *API) serveMCP(w http.ResponseWriter, r *http.Request) error {
+	if a.o.MCP == nil {
+		return warden.Errorf(warden.CodeNotFound, "the MCP gateway is not enabled")
+	}
+	a.o.MCP.ServeMCP(w, r, principal(r))
+	return nil
+}
+
+// putConnectorMCP lets the MCP front record a type: mcp connector's
+// upstream tools (the approved definitions and their pins) before the
+// connector PUT compiles and saves it; other documents pass through.
+func (a *API) putConnectorMCP(w http.ResponseWriter, r *http.Request) error {
+	if a.o.MCP != nil {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return bodyError(err)
+		}
+		body, ct, err := a.o.MCP.PrepareConnector(r.Context(), principal(r), r.PathValue("name"), body, r.Header.Get("Content-Type"))
+		if err != nil {
+			return err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Header.Set("Content-Type", ct)
+	}
+	return a.putConnector(w, r)
+}
+
+func (a *API) acceptMCPChanges(w http.ResponseWriter, r *http.Request) error {
+	if a.o.MCP == nil {
+		return warden.Errorf(warden.CodeNotFound, "the MCP gateway is not enabled")
+	}
+	res, err := a.o.MCP.AcceptChanges(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (a *API) mcpTools(w http.ResponseWriter, r *http.Request) error {
+	if a.o.MCP == nil {
+		return warden.Errorf(warden.CodeNotFound, "the MCP gateway is not enabled")
+	}
+	res, err := a.o.MCP.Tools(r.Context(), principal(r), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
 }
 
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) error {

@@ -5,6 +5,7 @@ import (
 	"reflect"
 
 	"warden/apitype"
+	"warden/internal/mcp"
 )
 
 // Who may call a route. Fine-grained permissions (roles, ownership) are
@@ -77,13 +78,18 @@ func (a *API) routes() []route {
 		{Method: "GET", Pattern: "/v1/leases", Auth: authAdmin, Summary: "List dynamic database credential leases (no passwords)", Response: typeOf[apitype.LeaseList](), Query: []string{"identity", "credential", "active", "limit"}, Handler: a.listLeases},
 		{Method: "DELETE", Pattern: "/v1/leases/{id}", Auth: authAdmin, Summary: "Revoke a lease now and drop its database role", Response: typeOf[apitype.Lease](), Handler: a.revokeLease},
 
-		{Method: "PUT", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Create or replace a connector (YAML or JSON)", Response: typeOf[apitype.Connector](), Handler: a.putConnector},
+		{Method: "PUT", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Create or replace a connector (YAML or JSON; type mcp: the upstream's tools are listed and approved)", Response: typeOf[apitype.Connector](), Handler: a.putConnectorMCP},
+		{Method: "POST", Pattern: "/v1/connectors/{name}/accept-changes", Auth: authAdmin, Summary: "Approve an MCP connector's current upstream tool definitions (new pins)", Response: typeOf[mcp.AcceptResult](), Handler: a.acceptMCPChanges},
+		{Method: "GET", Pattern: "/v1/connectors/{name}/tools", Auth: authAdmin, Summary: "An MCP connector's approved tools against the upstream's current definitions, with warnings", Response: typeOf[mcp.ToolList](), Handler: a.mcpTools},
 		{Method: "GET", Pattern: "/v1/connectors", Auth: authAdmin, Summary: "List connectors in force", Response: typeOf[apitype.ConnectorList](), Handler: a.listConnectors},
 		{Method: "GET", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Get a connector (its document, or a JSON summary with Accept: application/json)", Handler: a.getConnector},
 		{Method: "DELETE", Pattern: "/v1/connectors/{name}", Auth: authAdmin, Summary: "Delete a connector", Status: 204, Handler: a.deleteConnector},
 		{Method: "GET", Pattern: "/v1/catalog", Auth: authAny, Summary: "The built-in connector catalog", Response: typeOf[apitype.CatalogList](), Handler: a.catalog},
 
 		{Method: "ANY", Pattern: "/proxy/{connector}/{path...}", Auth: authAgent, Summary: "Governed call: forwarded to the connector's upstream with the credential injected, if policy allows", Handler: a.proxyCall},
+		{Method: "POST", Pattern: "/mcp", Auth: authAgent, Summary: "MCP endpoint (streamable HTTP): governed tools for the calling identity", Handler: a.serveMCP},
+		{Method: "GET", Pattern: "/mcp", Auth: authAgent, Summary: "MCP endpoint: the session's server-to-client stream", Handler: a.serveMCP},
+		{Method: "DELETE", Pattern: "/mcp", Auth: authAgent, Summary: "MCP endpoint: end the session", Handler: a.serveMCP},
 		{Method: "POST", Pattern: "/v1/execute", Auth: authAgent, Summary: "Call a connector operation by name (governed)", Request: typeOf[apitype.ExecuteRequest](), Response: typeOf[apitype.ExecuteResponse](), Handler: a.execute},
 
 		{Method: "GET", Pattern: "/v1/approvals", Auth: authAny, Summary: "List approval requests (an identity sees its own)", Response: typeOf[apitype.ApprovalList](), Query: []string{"status", "limit"}, Handler: a.listApprovals},

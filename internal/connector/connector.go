@@ -37,6 +37,7 @@ type Document struct {
 	MaxRequestBytes     int64       `json:"max_request_bytes,omitempty" yaml:"max_request_bytes,omitempty"`
 	MaxResponseBytes    int64       `json:"max_response_bytes,omitempty" yaml:"max_response_bytes,omitempty"`
 	Operations          []Operation `json:"operations,omitempty" yaml:"operations,omitempty"`
+	MCP                 *MCPSpec    `json:"mcp,omitempty" yaml:"mcp,omitempty"` // type: mcp (see mcp.go)
 }
 
 // Auth says how Warden authenticates to the upstream.
@@ -185,8 +186,14 @@ func Compile(d *Document, urlName string) (*Connector, error) {
 	if !ValidName(d.Name) {
 		return nil, warden.FieldError("name", "must be 1-63 lowercase letters, digits, '_' or '-', starting with a letter or digit")
 	}
+	if d.Type == TypeMCP {
+		return compileMCP(d)
+	}
+	if d.MCP != nil {
+		return nil, warden.FieldError("mcp", "is only for connectors of type mcp")
+	}
 	if d.Type != "" && d.Type != "http" {
-		return nil, warden.FieldError("type", "connector type %q is not supported here (want http)", d.Type)
+		return nil, warden.FieldError("type", "connector type %q is not supported here (want http or mcp)", d.Type)
 	}
 	if d.FromCatalog != "" {
 		return nil, warden.FieldError("from_catalog", "must be resolved against the catalog before compiling")

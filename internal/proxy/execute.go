@@ -15,6 +15,7 @@ import (
 
 	"warden"
 	"warden/apitype"
+	"warden/internal/connector"
 	"warden/internal/gate"
 	"warden/internal/problem"
 )
@@ -38,28 +39,71 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 		p.fail(w, r, warden.Errorf(warden.CodeUnknownOperation, "connector %s has no operation %q", c.Name, clip(in.Operation)), nil)
 		return
 	}
+	pr, err := Prepare(c, op, in.Resource, in.Params)
+	if err != nil {
+		p.fail(w, r, err, nil)
+		return
+	}
+	call := pr.Call
+	call.Principal, call.ClientIP, call.UserAgent = who, clientIP(r), r.UserAgent()
+	call.RequestID, call.ApprovalID = problem.RequestID(r.Context()), r.Header.Get("Warden-Approval")
+	v, ok := p.check(w, r, call)
+	if !ok {
+		return
+	}
+	res, status, err := p.Send(r.Context(), pr, v)
+	if err != nil {
+		p.o.Gate.Complete(context.WithoutCancel(r.Context()), v, status, 0, err)
+		p.fail(w, r, err, nil)
+		return
+	}
+	w.Header().Set("Warden-Decision", "allow")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	n, _ := writeJSONCount(w, res)
+	ctx2, cancel2 := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+	defer cancel2()
+	p.o.Gate.Complete(ctx2, v, res.Status, n, nil)
+}
+
+// Prepared is an operation call checked against the operation's definition:
+// the gate.Call to decide (the front fills in who and where from) and the
+// upstream request built from the operation's template. POST /v1/execute
+// and the MCP front both prepare calls here, so a tool call sends exactly
+// the request the execute front would.
+type Prepared struct {
+	Call  *gate.Call
+	query url.Values
+	body  []byte
+}
+
+// Prepare validates an execute-style call: resource values fill the path
+// template (each must be a path parameter, a string or number), params
+// become the query (GET, HEAD, DELETE) or the JSON body (other methods).
+// params is normalised in place. Errors are *warden.Error (invalid,
+// too_large, unknown_operation).
+func Prepare(c *connector.Connector, op *connector.Op, inResource, params map[string]any) (*Prepared, error) {
+	if c.Doc.Type != "" && c.Doc.Type != "http" {
+		return nil, warden.Errorf(warden.CodeUnknownOperation, "connector %s is of type %s; its operations are not HTTP requests", c.Name, c.Doc.Type)
+	}
 	pathParams := map[string]string{}
 	resource := map[string]any{}
-	for k, v := range in.Resource {
+	for k, v := range inResource {
 		s, ok := scalarString(v)
 		if !ok {
-			p.fail(w, r, warden.FieldError("resource."+k, "must be a string or number"), nil)
-			return
+			return nil, warden.FieldError("resource."+k, "must be a string or number")
 		}
 		pathParams[k], resource[k] = s, s
 	}
 	for k := range pathParams {
 		if !contains(op.PathParams(), k) {
-			p.fail(w, r, warden.FieldError("resource."+k, "is not a path parameter of %s (it has: %s)", op.Action, strings.Join(op.PathParams(), ", ")), nil)
-			return
+			return nil, warden.FieldError("resource."+k, "is not a path parameter of %s (it has: %s)", op.Action, strings.Join(op.PathParams(), ", "))
 		}
 	}
 	upPath, err := op.BuildPath(pathParams)
 	if err != nil {
-		p.fail(w, r, err, nil)
-		return
+		return nil, err
 	}
-	params := in.Params
 	if params == nil {
 		params = map[string]any{}
 	}
@@ -81,54 +125,55 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 				for _, x := range t {
 					s, ok := scalarString(x)
 					if !ok {
-						p.fail(w, r, warden.FieldError("params."+k, "query parameters must be strings, numbers or lists of them"), nil)
-						return
+						return nil, warden.FieldError("params."+k, "query parameters must be strings, numbers or lists of them")
 					}
 					query.Add(k, s)
 				}
 			default:
 				s, ok := scalarString(t)
 				if !ok {
-					p.fail(w, r, warden.FieldError("params."+k, "query parameters must be strings, numbers or lists of them"), nil)
-					return
+					return nil, warden.FieldError("params."+k, "query parameters must be strings, numbers or lists of them")
 				}
 				query.Set(k, s)
 			}
 		}
 	default:
 		if body, err = json.Marshal(params); err != nil {
-			p.fail(w, r, warden.FieldError("params", "cannot be encoded as JSON"), nil)
-			return
+			return nil, warden.FieldError("params", "cannot be encoded as JSON")
 		}
 		if int64(len(body)) > c.MaxRequest {
-			p.fail(w, r, warden.Errorf(warden.CodeTooLarge, "params larger than %d bytes", c.MaxRequest), nil)
-			return
+			return nil, warden.Errorf(warden.CodeTooLarge, "params larger than %d bytes", c.MaxRequest)
 		}
 	}
-	call := &gate.Call{
-		Principal: who, Connector: c, Op: op, Resource: resource, Params: params,
-		Method: op.Method, Path: upPath, ClientIP: clientIP(r), UserAgent: r.UserAgent(),
-		RequestID: problem.RequestID(r.Context()), ApprovalID: r.Header.Get("Warden-Approval"), BytesIn: int64(len(body)),
+	call := &gate.Call{Connector: c, Op: op, Resource: resource, Params: params, Method: op.Method, Path: upPath, BytesIn: int64(len(body))}
+	return &Prepared{Call: call, query: query, body: body}, nil
+}
+
+// Send performs a prepared call that the gate allowed (v.Err is nil) with
+// v's credential injected, and returns the upstream's answer, its body
+// bounded and embedded as JSON. It does not complete the verdict: the
+// caller calls gate.Complete with the status (0 when the upstream did not
+// answer) and the error, which is a *warden.Error (upstream_unavailable,
+// internal).
+func (p *Proxy) Send(ctx context.Context, pr *Prepared, v *gate.Verdict) (*apitype.ExecuteResponse, int, error) {
+	if v == nil || v.Err != nil {
+		return nil, 0, warden.Errorf(warden.CodeInternal, "refusing to send a call the gate did not allow")
 	}
-	v, ok := p.check(w, r, call)
-	if !ok {
-		return
-	}
+	c, op := pr.Call.Connector, pr.Call.Op
 	target := *c.Base
-	target.Path = c.Base.Path + upPath
-	target.RawQuery = query.Encode()
-	ctx, cancel := context.WithTimeout(r.Context(), c.Timeout)
+	target.Path = c.Base.Path + pr.Call.Path
+	target.RawQuery = pr.query.Encode()
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if pr.body != nil {
+		rd = bytes.NewReader(pr.body)
 	}
 	out, err := http.NewRequestWithContext(ctx, op.Method, target.String(), rd)
 	if err != nil {
-		p.fail(w, r, warden.Wrap(err, warden.CodeInternal, "building upstream request"), nil)
-		return
+		return nil, 0, warden.Wrap(err, warden.CodeInternal, "building upstream request")
 	}
-	if body != nil {
+	if pr.body != nil {
 		out.Header.Set("Content-Type", "application/json")
 	}
 	out.Header.Set("Accept", "application/json")
@@ -137,10 +182,7 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 	hc := &http.Client{Transport: p.transport(c), CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := hc.Do(out)
 	if err != nil {
-		cerr := warden.Wrap(err, warden.CodeUpstreamUnavailable, "the upstream did not answer: "+upstreamReason(err))
-		p.o.Gate.Complete(context.WithoutCancel(r.Context()), v, 0, 0, err)
-		p.fail(w, r, cerr, nil)
-		return
+		return nil, 0, warden.Wrap(err, warden.CodeUpstreamUnavailable, "the upstream did not answer: "+upstreamReason(err))
 	}
 	defer resp.Body.Close()
 	limit := min(c.MaxResp, maxExecuteResponse)
@@ -149,12 +191,10 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 		err = fmt.Errorf("upstream response larger than %d bytes", limit)
 	}
 	if err != nil {
-		p.o.Gate.Complete(context.WithoutCancel(r.Context()), v, resp.StatusCode, 0, err)
-		p.fail(w, r, warden.Wrap(err, warden.CodeUpstreamUnavailable, "reading the upstream response failed: "+err.Error()), nil)
-		return
+		return nil, resp.StatusCode, warden.Wrap(err, warden.CodeUpstreamUnavailable, "reading the upstream response failed: "+err.Error())
 	}
 	scrubResponse(resp.Header, v.Credential)
-	res := apitype.ExecuteResponse{Status: resp.StatusCode, Headers: map[string]string{}}
+	res := &apitype.ExecuteResponse{Status: resp.StatusCode, Headers: map[string]string{}}
 	for _, h := range []string{"Content-Type", "Location", "Etag", "Last-Modified", "Retry-After", "Link"} {
 		if val := resp.Header.Get(h); val != "" {
 			res.Headers[h] = val
@@ -170,13 +210,7 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 	default:
 		res.BodyBase64 = raw
 	}
-	w.Header().Set("Warden-Decision", "allow")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	n, _ := writeJSONCount(w, res)
-	ctx2, cancel2 := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-	defer cancel2()
-	p.o.Gate.Complete(ctx2, v, resp.StatusCode, n, nil)
+	return res, resp.StatusCode, nil
 }
 
 func writeJSONCount(w io.Writer, v any) (int64, error) {

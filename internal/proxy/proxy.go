@@ -351,6 +351,15 @@ func inject(out *http.Request, c *connector.Connector, m *credential.Material) {
 	}
 }
 
+// Inject sets the credential m on out the way the connector's upstream
+// expects it. The MCP front uses it for requests to upstream MCP servers.
+func Inject(out *http.Request, c *connector.Connector, m *credential.Material) { inject(out, c, m) }
+
+// Transport returns the connector's SSRF-checking transport (no
+// environment proxy, no redirects), for fronts that speak to the upstream
+// themselves (the MCP front's client to an upstream MCP server).
+func (p *Proxy) Transport(c *connector.Connector) http.RoundTripper { return p.transport(c) }
+
 // scrubResponse removes response headers that echo the injected secret, so
 // an upstream that reflects request headers does not hand it to the agent.
 func scrubResponse(h http.Header, m *credential.Material) {

@@ -30,6 +30,7 @@ import (
 	"warden/internal/elevation"
 	"warden/internal/gate"
 	"warden/internal/identity"
+	"warden/internal/mcp"
 	"warden/internal/policy"
 	"warden/internal/proxy"
 	"warden/internal/seal"
@@ -171,13 +172,17 @@ func Run(ctx context.Context, o Options) error {
 	elevations := elevation.New(elevation.Options{Store: st, Policies: policies, Identities: ids, MaxDuration: cfg.MaxElevation})
 	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Approvals: approvals, Logger: log})
 	gw := proxy.New(proxy.Options{Gate: g, Approvals: approvals, Connectors: connectors, Logger: log})
+	// The MCP front: /mcp for agents, and the sessions to upstream MCP
+	// servers (stdio servers it starts and supervises), stopped at shutdown.
+	mcpGW := mcp.New(mcp.Options{Gate: g, Proxy: gw, Connectors: connectors, Policies: engine, Identities: ids, Approvals: approvals, Credentials: creds, Logger: log})
+	defer mcpGW.Close()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
-		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, Approvals: approvals, Elevations: elevations, Changes: st, Audit: auditLog, Logger: log,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, MCP: mcpGW, Approvals: approvals, Elevations: elevations, Changes: st, Audit: auditLog, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -242,6 +247,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	stopBG()
 	wg.Wait()
+	mcpGW.Close()
 	fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer fcancel()
 	if err := authSvc.FlushLastUsed(fctx); err != nil {
