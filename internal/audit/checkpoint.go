@@ -186,6 +186,7 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 		}
 	}
 	l.lastCP = c
+	l.lastCPSeq.Store(c.Seq)
 	return c, nil
 }
 

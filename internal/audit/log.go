@@ -89,9 +89,10 @@ type Log struct {
 		events, batches, failures, commitNanos atomic.Int64
 	}
 
-	cpMu   sync.Mutex // one checkpoint at a time; guards lastCP and file
-	lastCP Checkpoint
-	file   *checkpointFile
+	cpMu      sync.Mutex // one checkpoint at a time; guards lastCP and file
+	lastCP    Checkpoint
+	lastCPSeq atomic.Int64 // lastCP.Seq, read by the writer without cpMu
+	file      *checkpointFile
 }
 
 type request struct {
@@ -160,6 +161,7 @@ func Open(ctx context.Context, o Options) (*Log, error) {
 		return nil, unavailable(err, "cannot read audit checkpoints")
 	} else if len(cps) > 0 {
 		l.lastCP = cps[len(cps)-1]
+		l.lastCPSeq.Store(l.lastCP.Seq)
 	}
 	if o.CheckpointFile != "" {
 		f, fileCPs, err := openCheckpointFile(o.CheckpointFile)
@@ -362,7 +364,6 @@ func (l *Log) commit(batch []*request) {
 	l.stats.batches.Add(1)
 	l.stats.events.Add(int64(len(events)))
 	i := adopted
-	var last Receipt
 	for _, r := range batch {
 		if r.pump {
 			r.done <- result{count: adopted}
@@ -370,14 +371,12 @@ func (l *Log) commit(batch []*request) {
 		}
 		ev := events[i]
 		i++
-		last = Receipt{Seq: ev.Seq, Hash: ev.Hash}
-		r.done <- result{r: last}
+		r.done <- result{r: Receipt{Seq: ev.Seq, Hash: ev.Hash}}
 	}
 	if len(events) > 0 {
-		l.cpMu.Lock()
-		due := last.Seq-l.lastCP.Seq >= l.o.CheckpointEvery
-		l.cpMu.Unlock()
-		if due {
+		// lastCPSeq, not cpMu: a checkpoint in progress (sign, insert,
+		// fsync) must not hold up the next batch.
+		if events[len(events)-1].Seq-l.lastCPSeq.Load() >= l.o.CheckpointEvery {
 			select {
 			case l.cpKick <- struct{}{}:
 			default:
@@ -396,8 +395,17 @@ func changeEvent(c warden.Change) *Event {
 	if c.TargetKind == "identity" {
 		ev.Identity = c.Target
 	}
+	// The event must always be storable: a change that could not be
+	// adopted would block the outbox, and with it every append batch.
 	if len(c.Detail) > 0 {
-		if b, err := json.Marshal(c.Detail); err == nil {
+		b, err := json.Marshal(c.Detail)
+		switch {
+		case err != nil:
+			ev.Detail = json.RawMessage(`{"detail_omitted":"not encodable"}`)
+		case len(b) > maxDetail:
+			sum := sha256.Sum256(b)
+			ev.Detail, _ = json.Marshal(map[string]any{"detail_omitted": "larger than 64 KiB", "bytes": len(b), "sha256": hex.EncodeToString(sum[:])})
+		default:
 			ev.Detail = b
 		}
 	}

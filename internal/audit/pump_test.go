@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,4 +134,21 @@ func TestMACIsKeyedAndStable(t *testing.T) {
 	if other.log.MAC("s3cret-token") == a {
 		t.Fatal("two installations share a MAC key")
 	}
+}
+
+// A change whose detail is too large for an event is adopted with a digest
+// of it; it never blocks the outbox (and with it every append).
+func TestOversizedChangeDoesNotBlockTheLog(t *testing.T) {
+	st := wardentest.SQLite(t)
+	e := newEnv(t, st, func(o *audit.Options) { o.PumpInterval = time.Hour })
+	big := `{"doc":"` + strings.Repeat("x", 70<<10) + `"}`
+	sqlExec(t, st, `INSERT INTO changes (id, at, actor, action, target_kind, target, detail) VALUES ('chg_big', 1, 'admin:root', 'policy.put', 'policy', 'p', ?)`, big)
+	if r := e.append(t, decided(0)); r.Seq != 2 {
+		t.Fatalf("append after an oversized change: seq %d", r.Seq)
+	}
+	evs := adminEvents(t, e)
+	if len(evs) != 1 || !strings.Contains(string(evs[0].Detail), "detail_omitted") || !strings.Contains(string(evs[0].Detail), "sha256") {
+		t.Fatalf("oversized change: %+v", evs)
+	}
+	mustOK(t, e.verify(t))
 }
