@@ -31,32 +31,42 @@ func testTuning() Tuning {
 }
 
 type stream struct {
-	t   *testing.T
+	t   testing.TB
 	e   *engine
 	now time.Time
 	rnd *rand.Rand
 	got []*Finding
+	// The agent's identity, key, address and client.
+	id, key, ip, ua string
+	ops             []string
+	batch           int           // calls in the daily 09:00 batch
+	step            time.Duration // the longest pause between calls
+	calls           int           // decided observations sent
 }
 
-func newStream(t *testing.T, tu Tuning) *stream {
-	return &stream{t: t, e: newEngine(tu, 1000), now: start, rnd: rand.New(rand.NewPCG(1, 2))}
+func newStream(t testing.TB, tu Tuning) *stream {
+	return &stream{t: t, e: newEngine(tu, 1000), now: start, rnd: rand.New(rand.NewPCG(1, 2)), id: agentID, key: keyID, ip: agentIP, ua: agentUA,
+		ops: []string{"crm:contacts.get", "crm:contacts.list", "gmail:messages.send", "gmail:messages.list"}, batch: 25, step: 300 * time.Second}
 }
 
 func (s *stream) obs(o gate.Observation) []*Finding {
 	if o.IdentityID == "" {
-		o.IdentityID = agentID
+		o.IdentityID = s.id
 	}
 	if o.Time.IsZero() {
 		o.Time = s.now
 	}
 	if o.ClientIP == "" {
-		o.ClientIP = agentIP
+		o.ClientIP = s.ip
 	}
 	if o.UserAgent == "" {
-		o.UserAgent = agentUA
+		o.UserAgent = s.ua
 	}
 	if o.KeyID == "" {
-		o.KeyID = keyID
+		o.KeyID = s.key
+	}
+	if !o.Completed {
+		s.calls++
 	}
 	if o.Decision == "" {
 		o.Decision, o.Code = "allow", "allowed"
@@ -65,6 +75,9 @@ func (s *stream) obs(o gate.Observation) []*Finding {
 		o.Class = "read"
 	}
 	fs := s.e.observe(&o, who{Name: "support-agent", Owner: "alice@example.com"})
+	for _, f := range fs {
+		f.raisedAt = o.Time
+	}
 	s.got = append(s.got, fs...)
 	return fs
 }
@@ -73,9 +86,11 @@ func (s *stream) obs(o gate.Observation) []*Finding {
 // 18:00 UTC, a call every 1 to 5 minutes on its usual operations (reads
 // and a few sends), a nightly-style batch of 25 sends at 09:00, a refusal
 // now and then, completed calls with ordinary response sizes.
-func (s *stream) normal(days int) {
-	ops := []string{"crm:contacts.get", "crm:contacts.list", "gmail:messages.send", "gmail:messages.list"}
-	end := s.now.Add(time.Duration(days) * 24 * time.Hour)
+func (s *stream) normal(days int) { s.normalUntil(s.now.Add(time.Duration(days) * 24 * time.Hour)) }
+
+// normalUntil plays the normal pattern until end.
+func (s *stream) normalUntil(end time.Time) {
+	ops := s.ops
 	batched := map[int]bool{}
 	for s.now.Before(end) {
 		wd := s.now.Weekday()
@@ -87,8 +102,8 @@ func (s *stream) normal(days int) {
 		if h == 9 && !batched[s.now.YearDay()] {
 			batched[s.now.YearDay()] = true
 			s.now = s.now.Truncate(time.Minute)
-			for i := range 25 {
-				s.obs(gate.Observation{Time: s.now.Add(time.Duration(i) * time.Second), Action: "gmail:messages.send", Class: "write"})
+			for i := range s.batch {
+				s.obs(gate.Observation{Time: s.now.Add(time.Duration(i) * time.Second), Action: ops[len(ops)-2], Class: "write"})
 			}
 			s.now = s.now.Add(time.Minute)
 			continue
@@ -102,7 +117,7 @@ func (s *stream) normal(days int) {
 		if o.Decision != "deny" {
 			s.obs(gate.Observation{Action: op, Completed: true, Status: 200, BytesOut: int64(2000 + s.rnd.IntN(30000))})
 		}
-		s.now = s.now.Add(time.Duration(60+s.rnd.IntN(240)) * time.Second)
+		s.now = s.now.Add(time.Duration(60+s.rnd.Int64N(int64(max(s.step/time.Second-59, 1)))) * time.Second)
 	}
 }
 

@@ -107,6 +107,8 @@ type Finding struct {
 
 	// subject narrows de-duplication (the operation, network, key...).
 	subject string
+	// raisedAt is the observation time that raised it (scenario tests).
+	raisedAt time.Time
 }
 
 // Filter selects findings for List. Empty fields do not filter.
