@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -240,9 +241,34 @@ func compileRule(e *cel.Env, doc *Document, p *Policy, i int) (*rule, error) {
 	return r, nil
 }
 
+// programCache shares planned programs between rules with the same
+// condition text. Policy sets repeat conditions (business hours, amount
+// thresholds) across many policies; sharing saves compile time and memory,
+// and keeps the programs a decision runs hot in the CPU cache. Programs are
+// immutable and safe for concurrent use. Only conditions that passed every
+// check are cached, and the cache stops growing at maxCachedPrograms.
+const maxCachedPrograms = 8192
+
+type cachedProgram struct {
+	prg     cel.Program
+	ctxEval bool
+}
+
+var (
+	programMu    sync.Mutex
+	programCache = map[string]cachedProgram{}
+)
+
 // compileWhen parses, checks and plans a condition. Positions in messages are
 // line:column within the condition.
 func compileWhen(e *cel.Env, doc *Document, r *rule, field string) error {
+	programMu.Lock()
+	cp, ok := programCache[r.when]
+	programMu.Unlock()
+	if ok {
+		r.prg, r.ctxEval = cp.prg, cp.ctxEval
+		return nil
+	}
 	ast, iss := e.CompileSource(common.NewTextSource(r.when))
 	if iss.Err() != nil {
 		var parts []string
@@ -275,6 +301,11 @@ func compileWhen(e *cel.Env, doc *Document, r *rule, field string) error {
 		return docErr(doc, field, r.id, "condition cannot be planned: %v", err)
 	}
 	r.prg = prg
+	programMu.Lock()
+	if len(programCache) < maxCachedPrograms {
+		programCache[r.when] = cachedProgram{prg, r.ctxEval}
+	}
+	programMu.Unlock()
 	return nil
 }
 
