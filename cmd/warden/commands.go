@@ -17,6 +17,8 @@ func commands(c *cli) []*cobra.Command {
 		newCredentialCmd(c),
 		newApprovalCmd(c),
 		newAuditCmd(c),
+		newFindingCmd(c),
+		newBreakerCmd(c),
 		newKeyringCmd(c),
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"warden/internal/gate"
 	"warden/internal/identity"
 	"warden/internal/mcp"
+	"warden/internal/monitor"
 	"warden/internal/policy"
 	"warden/internal/proxy"
 )
@@ -53,7 +54,8 @@ type Options struct {
 	Elevations   *elevation.Service
 	Database     Health
 	Changes      Changes
-	Audit        *audit.Log // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints
+	Audit        *audit.Log       // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints
+	Monitor      *monitor.Monitor // /v1/findings, /v1/breaker
 	Logger       *slog.Logger
 	Registry     prometheus.Registerer
 	MaxBodyBytes int64

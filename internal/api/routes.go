@@ -104,6 +104,16 @@ func (a *API) routes() []route {
 		{Method: "POST", Pattern: "/v1/elevations/{id}/deny", Auth: authAdmin, Summary: "Deny an elevation", Request: typeOf[apitype.ApprovalDecision](), Response: typeOf[apitype.Elevation](), Handler: a.decideElevation(false)},
 		{Method: "POST", Pattern: "/v1/elevations/{id}/revoke", Auth: authAny, Summary: "End a grant early, or withdraw a request", Request: typeOf[apitype.StatusRequest](), Response: typeOf[apitype.Elevation](), Handler: a.revokeElevation},
 
+		{Method: "GET", Pattern: "/v1/findings", Auth: authAdmin, Summary: "Behavioural findings, newest first (owners see their identities')", Response: typeOf[FindingList](), Query: []string{"identity", "severity", "status", "detector", "limit", "cursor"}, Handler: a.listFindings},
+		{Method: "GET", Pattern: "/v1/findings/{id}", Auth: authAdmin, Summary: "Get a finding", Response: typeOf[Finding](), Handler: a.getFinding},
+		{Method: "POST", Pattern: "/v1/findings/{id}/ack", Auth: authAdmin, Summary: "Acknowledge a finding (security role or the identity's owner)", Request: typeOf[FindingUpdate](), Response: typeOf[Finding](), Handler: a.updateFinding(false)},
+		{Method: "POST", Pattern: "/v1/findings/{id}/resolve", Auth: authAdmin, Summary: "Resolve a finding (it stays, with who resolved it)", Request: typeOf[FindingUpdate](), Response: typeOf[Finding](), Handler: a.updateFinding(true)},
+		{Method: "POST", Pattern: "/v1/breaker/{id}/trip", Auth: authAdmin, Summary: "Kill switch: suspend an identity now and record a manual_trip finding", Request: typeOf[BreakerTrip](), Response: typeOf[BreakerTripped](), Handler: a.tripBreaker},
+		{Method: "POST", Pattern: "/v1/breaker/{id}/reset", Auth: authAdmin, Summary: "Lift the breaker's throttle on an identity (a suspension is lifted by resume)", Request: typeOf[BreakerTrip](), Response: typeOf[BreakerReset](), Handler: a.resetBreaker},
+		{Method: "GET", Pattern: "/v1/breaker/throttles", Auth: authAdmin, Summary: "Identities the breaker is throttling now", Response: typeOf[ThrottleList](), Handler: a.listThrottles},
+		{Method: "POST", Pattern: "/v1/breaker/pause", Auth: authAdmin, Summary: "Suspend every active identity of an owner or with labels (security role)", Request: typeOf[BreakerPause](), Response: typeOf[BreakerPaused](), Handler: a.pauseBreaker(false)},
+		{Method: "POST", Pattern: "/v1/breaker/resume", Auth: authAdmin, Summary: "Resume the identities a pause suspended (never other suspensions)", Request: typeOf[BreakerPause](), Response: typeOf[BreakerPaused](), Handler: a.pauseBreaker(true)},
+
 		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
 		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
 		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},

@@ -31,6 +31,7 @@ import (
 	"warden/internal/gate"
 	"warden/internal/identity"
 	"warden/internal/mcp"
+	"warden/internal/monitor"
 	"warden/internal/policy"
 	"warden/internal/proxy"
 	"warden/internal/seal"
@@ -170,19 +171,33 @@ func Run(ctx context.Context, o Options) error {
 	// write, every governed call fails closed with 503 audit_unavailable.
 	var auditor gate.Auditor = gateAuditor{log: auditLog}
 	elevations := elevation.New(elevation.Options{Store: st, Policies: policies, Identities: ids, MaxDuration: cfg.MaxElevation})
-	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Approvals: approvals, Logger: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The behaviour monitor: the gate hands it every decided and completed
+	// call (an enqueue that never blocks) and consults its breaker's
+	// throttle; it suspends through the registry (docs/monitor.md).
+	var (
+		mon      *monitor.Monitor
+		observer gate.Observer
+		throttle gate.Throttle
+	)
+	if !cfg.Monitor.Disabled {
+		if mon, err = newMonitor(ctx, cfg, st, ids, auditLog, reg, log); err != nil {
+			return err
+		}
+		observer, throttle = mon, mon
+	}
+	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Approvals: approvals, Observer: observer, Throttle: throttle, Logger: log})
 	gw := proxy.New(proxy.Options{Gate: g, Approvals: approvals, Connectors: connectors, Logger: log})
 	// The MCP front: /mcp for agents, and the sessions to upstream MCP
 	// servers (stdio servers it starts and supervises), stopped at shutdown.
 	mcpGW := mcp.New(mcp.Options{Gate: g, Proxy: gw, Connectors: connectors, Policies: engine, Identities: ids, Approvals: approvals, Credentials: creds, Logger: log})
 	defer mcpGW.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
-		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, MCP: mcpGW, Approvals: approvals, Elevations: elevations, Changes: st, Audit: auditLog, Logger: log,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, MCP: mcpGW, Approvals: approvals, Elevations: elevations, Changes: st, Audit: auditLog, Monitor: mon, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
@@ -220,6 +235,12 @@ func Run(ctx context.Context, o Options) error {
 		defer wg.Done()
 		background(bg, log, st, authSvc, keyring, policies, connectors, creds)
 	}()
+	if mon != nil {
+		// Stopped after the HTTP server drained: it processes what is
+		// queued, saves the baselines and finishes pending breaker actions.
+		wg.Add(1)
+		go func() { defer wg.Done(); mon.Run(bg) }()
+	}
 	wg.Add(1)
 	go func() { defer wg.Done(); creds.Run(bg, 10*time.Second) }() // token refresh, scheduled rotation, version retirement, lease sweep
 
