@@ -333,9 +333,17 @@ var words = strings.Fields(`user account order invoice payment request response 
 value result error item list map index count total price amount status state event message queue
 session cache store record entry field name title label description created updated deleted`)
 
+// title upper-cases the first letter of an ASCII word.
+func title(w string) string {
+	if w == "" {
+		return w
+	}
+	return strings.ToUpper(w[:1]) + w[1:]
+}
+
 func (g *gen) ident() string {
 	w := words[g.rng.IntN(len(words))]
-	return w + strings.Title(words[g.rng.IntN(len(words))]) //nolint:staticcheck // ASCII words
+	return w + title(words[g.rng.IntN(len(words))])
 }
 
 // codeLine is filler: plausible code with identifiers, strings and numbers.

@@ -68,7 +68,7 @@ func (g *gen) source(name, ext string) error {
 		if k%40 == 0 {
 			switch ext {
 			case ".go":
-				f.add("", fmt.Sprintf("func (s *Service) %s(ctx context.Context) error {", strings.Title(g.ident()))) //nolint:staticcheck
+				f.add("", fmt.Sprintf("func (s *Service) %s(ctx context.Context) error {", title(g.ident())))
 			case ".py":
 				f.add("", fmt.Sprintf("def %s(self, ctx):", strings.ToLower(g.ident())))
 			default:

@@ -64,7 +64,7 @@ var placeholderWords = []string{
 	"example", "sample", "placeholder", "changeme", "change_me", "change-me", "changeit",
 	"dummy", "redacted", "your_", "your-", "yourpass", "yoursecret", "yourtoken", "yourkey", "my_secret", "mysecret",
 	"<", ">", "xxxx", "****", "....", "…", "replace", "insert", "todo", "fixme", "notreal", "not_real", "not-a-real",
-	"fake", "invalid", "secret", "password", "passwd", "%s", "%v", "%d", "%q", "goeshere", "goes_here", "goes-here", "...", "secret_here", "token_here", "key_here", "here_", "_here", "foobar", "lorem",
+	"fake", "invalid", "secret", "password", "passwd", "goeshere", "goes_here", "goes-here", "...", "secret_here", "token_here", "key_here", "here_", "_here", "foobar", "lorem",
 }
 
 // placeholderValues are whole values that stand for "put the secret here".
@@ -90,6 +90,8 @@ var (
 	// "host=..."), whose secret, if any, is elsewhere.
 	assignRe = regexp.MustCompile(`^[A-Za-z_]+=`)
 	hexRe    = regexp.MustCompile(`^[0-9a-fA-F]+$`)
+	// formatVerbRe matches printf verbs.
+	formatVerbRe = regexp.MustCompile(`%[-+# 0-9.]*[sdvqxf]`)
 	// wordsRe matches values made of letter-only words joined by separators
 	// (TestGoList/GOPATH, DAV:no-lock): names and paths, not secrets.
 	wordsRe = regexp.MustCompile(`^[A-Za-z]+[0-9]*(?:[/:._\-][A-Za-z]+[0-9]*)*$`)
@@ -118,6 +120,10 @@ func isPlaceholder(v string) bool {
 		return true
 	}
 	if strings.Contains(v, "${") || strings.Contains(v, "{{") || strings.Contains(v, "#{") || strings.Contains(v, "%(") {
+		return true
+	}
+	// Format strings ("%v/conc=%d"); one "%d" alone can be part of a password.
+	if len(formatVerbRe.FindAllStringIndex(v, 2)) == 2 {
 		return true
 	}
 	if len(v) > 2 && ((v[0] == '%' && v[len(v)-1] == '%') || (v[0] == '@' && v[len(v)-1] == '@') || (v[0] == '{' && v[len(v)-1] == '}')) {
