@@ -25,6 +25,19 @@ type monitorFixture struct {
 
 func newMonitorFixture(t *testing.T, responses map[string]string, agents ...string) *monitorFixture {
 	t.Helper()
+	return newMonitorFixtureOn(t, wardentest.ServerOptions{}, responses, agents...)
+}
+
+// monitorConfig: learn after 5 calls, spikes from 10 calls a minute.
+func monitorConfig(responses map[string]string) func(*config.Config) {
+	return func(c *config.Config) {
+		c.Monitor.LearningCalls, c.Monitor.LearningPeriod, c.Monitor.SpikeFloor = 5, 0, 10
+		c.Monitor.Responses = responses
+	}
+}
+
+func newMonitorFixtureOn(t *testing.T, so wardentest.ServerOptions, responses map[string]string, agents ...string) *monitorFixture {
+	t.Helper()
 	f := &monitorFixture{keys: map[string]string{}}
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.calls.Add(1)
@@ -32,10 +45,8 @@ func newMonitorFixture(t *testing.T, responses map[string]string, agents ...stri
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(up.Close)
-	f.s = wardentest.StartServer(t, wardentest.ServerOptions{Configure: func(c *config.Config) {
-		c.Monitor.LearningCalls, c.Monitor.LearningPeriod, c.Monitor.SpikeFloor = 5, 0, 10
-		c.Monitor.Responses = responses
-	}})
+	so.Configure = monitorConfig(responses)
+	f.s = wardentest.StartServer(t, so)
 	root := f.s.Root
 	for _, name := range agents {
 		if _, err := root.CreateIdentity(ctx, apitype.CreateIdentity{Name: name, Type: "ai_agent", Owner: "alice@example.com", Labels: map[string]string{"team": "mail"}}); err != nil {
@@ -99,7 +110,12 @@ func (f *monitorFixture) waitFinding(t *testing.T, query, detector string) api.F
 }
 
 func TestRunawayAgentSuspended(t *testing.T) {
-	f := newMonitorFixture(t, map[string]string{"high": "suspend"}, "runaway")
+	t.Run("sqlite", func(t *testing.T) { testRunaway(t, wardentest.ServerOptions{}) })
+	t.Run("postgres", func(t *testing.T) { testRunaway(t, wardentest.ServerOptions{DSN: wardentest.PostgresDSN(t)}) })
+}
+
+func testRunaway(t *testing.T, so wardentest.ServerOptions) {
+	f := newMonitorFixtureOn(t, so, map[string]string{"high": "suspend"}, "runaway")
 	for range 5 { // learning: ordinary reads
 		if st, _, p := f.do(t, "runaway", "GET"); st != 200 {
 			t.Fatalf("read: %d %s", st, p.Code)
@@ -269,5 +285,35 @@ func TestFindingsBadInput(t *testing.T) {
 	var raw map[string]json.RawMessage
 	if st != 200 || json.Unmarshal(body, &raw) != nil || string(raw["findings"]) != "[]" {
 		t.Fatalf("empty: %d %s", st, body)
+	}
+}
+
+// A restart keeps what was learned and what was decided: the suspended
+// agent stays suspended, and an agent that had finished learning raises a
+// finding on its first unusual call after the restart.
+func TestMonitorSurvivesRestart(t *testing.T) {
+	dir, key := t.TempDir(), []byte("0123456789abcdef0123456789abcdef")
+	responses := map[string]string{"high": "suspend"}
+	f := newMonitorFixtureOn(t, wardentest.ServerOptions{DataDir: dir, MasterKey: key}, responses, "runaway", "steady")
+	for range 6 {
+		f.do(t, "steady", "GET")
+		f.do(t, "runaway", "GET")
+	}
+	for range 10 {
+		f.do(t, "runaway", "POST")
+	}
+	f.waitFinding(t, "identity=runaway", "rate_spike")
+	f.s.Stop() // saves the baselines
+
+	f.s = wardentest.StartServer(t, wardentest.ServerOptions{DataDir: dir, MasterKey: key, Configure: monitorConfig(responses)})
+	if st, _, p := f.do(t, "runaway", "GET"); st != 403 || p.Code != "identity_suspended" {
+		t.Fatalf("runaway after restart: %d %s", st, p.Code)
+	}
+	if st, _, p := f.do(t, "steady", "POST"); st != 200 {
+		t.Fatalf("steady: %d %s", st, p.Code)
+	}
+	fnd := f.waitFinding(t, "identity=steady", "new_operation")
+	if fnd.Action != "mail:messages.send" || fnd.Severity != "medium" {
+		t.Fatalf("%+v", fnd)
 	}
 }
