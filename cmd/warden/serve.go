@@ -60,6 +60,9 @@ token printed at start (or WARDEN_ROOT_TOKEN), and an example identity.`,
 			if fl.Changed("master-key-file") {
 				cfg.MasterKeyFile = flags.MasterKeyFile
 			}
+			if fl.Changed("postgres-listen") {
+				cfg.PostgresListen = flags.PostgresListen
+			}
 			cfg.Dev = flags.Dev
 			if cfg.Dev && !fl.Changed("data") && c.getenv("WARDEN_DATA") == "" && cfg.Database == "" {
 				dir, err := os.MkdirTemp("", "warden-dev-")
@@ -78,6 +81,7 @@ token printed at start (or WARDEN_ROOT_TOKEN), and an example identity.`,
 	f.StringVar(&flags.Data, "data", "./warden-data", "data directory for embedded SQLite (env WARDEN_DATA)")
 	f.StringVar(&flags.Database, "database", "", "PostgreSQL URL, postgres://... (env WARDEN_DATABASE); default: SQLite in --data")
 	f.StringVar(&flags.MasterKeyFile, "master-key-file", "", "file holding the base64 master key (or set WARDEN_MASTER_KEY)")
+	f.StringVar(&flags.PostgresListen, "postgres-listen", "", "PostgreSQL wire listener for database connectors, e.g. 127.0.0.1:5433 (env WARDEN_POSTGRES_LISTEN)")
 	f.BoolVar(&flags.Dev, "dev", false, "ready-to-try dev server (generated keys; never for production)")
 	return cmd
 }

@@ -50,6 +50,16 @@ type Config struct {
 	// (docs/monitor.md).
 	Monitor Monitor `yaml:"monitor"`
 
+	// PostgresListen is the PostgreSQL wire listener's address (empty:
+	// none); PostgresTLSCert and PostgresTLSKey (PEM files) make it offer
+	// and require TLS.
+	PostgresListen  string `yaml:"postgres_listen"`
+	PostgresTLSCert string `yaml:"postgres_tls_cert"`
+	PostgresTLSKey  string `yaml:"postgres_tls_key"`
+	// PostgresWriteTimeout is how long a write to a wire client may block
+	// before the client is disconnected (default 30s).
+	PostgresWriteTimeout time.Duration `yaml:"postgres_write_timeout"`
+
 	// MasterKey is filled by the server from WARDEN_MASTER_KEY or the key
 	// file; never from the YAML file.
 	MasterKey []byte `yaml:"-"`
@@ -153,6 +163,9 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	set("WARDEN_LOG_FORMAT", &c.LogFormat)
 	set("WARDEN_PUBLIC_URL", &c.PublicURL)
 	set("WARDEN_APPROVAL_WEBHOOK_URL", &c.ApprovalWebhookURL)
+	set("WARDEN_POSTGRES_LISTEN", &c.PostgresListen)
+	set("WARDEN_POSTGRES_TLS_CERT", &c.PostgresTLSCert)
+	set("WARDEN_POSTGRES_TLS_KEY", &c.PostgresTLSKey)
 	if v := getenv("WARDEN_APPROVAL_WEBHOOK_SECRET"); v != "" {
 		c.ApprovalWebhookSecret = warden.NewSecret(v)
 	}
@@ -208,6 +221,17 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.ApprovalWebhookURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return errors.New("approval_webhook_url: must be an http(s) URL")
 		}
+	}
+	if c.PostgresListen != "" {
+		if _, _, err := net.SplitHostPort(c.PostgresListen); err != nil {
+			return fmt.Errorf("postgres_listen %q: must be host:port (e.g. 127.0.0.1:5433)", c.PostgresListen)
+		}
+	}
+	if (c.PostgresTLSCert == "") != (c.PostgresTLSKey == "") {
+		return errors.New("postgres_tls_cert and postgres_tls_key: give both or neither")
+	}
+	if c.PostgresTLSCert != "" && c.PostgresListen == "" {
+		return errors.New("postgres_tls_cert: set postgres_listen too (the TLS certificate is for the PostgreSQL listener)")
 	}
 	if r := c.RootToken.Reveal(); r != "" && len(r) < 16 {
 		return errors.New("root token: must be at least 16 characters (WARDEN_ROOT_TOKEN)")

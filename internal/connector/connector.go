@@ -24,20 +24,21 @@ import (
 
 // Document is a connector as written (YAML or JSON).
 type Document struct {
-	APIVersion          string      `json:"apiVersion" yaml:"apiVersion"`
-	Kind                string      `json:"kind" yaml:"kind"`
-	Name                string      `json:"name" yaml:"name"`
-	Description         string      `json:"description,omitempty" yaml:"description,omitempty"`
-	FromCatalog         string      `json:"from_catalog,omitempty" yaml:"from_catalog,omitempty"`
-	Type                string      `json:"type,omitempty" yaml:"type,omitempty"` // http (default)
-	BaseURL             string      `json:"base_url,omitempty" yaml:"base_url,omitempty"`
-	Auth                *Auth       `json:"auth,omitempty" yaml:"auth,omitempty"`
-	AllowPrivateNetwork bool        `json:"allow_private_network,omitempty" yaml:"allow_private_network,omitempty"`
-	Timeout             string      `json:"timeout,omitempty" yaml:"timeout,omitempty"`
-	MaxRequestBytes     int64       `json:"max_request_bytes,omitempty" yaml:"max_request_bytes,omitempty"`
-	MaxResponseBytes    int64       `json:"max_response_bytes,omitempty" yaml:"max_response_bytes,omitempty"`
-	Operations          []Operation `json:"operations,omitempty" yaml:"operations,omitempty"`
-	MCP                 *MCPSpec    `json:"mcp,omitempty" yaml:"mcp,omitempty"` // type: mcp (see mcp.go)
+	APIVersion          string        `json:"apiVersion" yaml:"apiVersion"`
+	Kind                string        `json:"kind" yaml:"kind"`
+	Name                string        `json:"name" yaml:"name"`
+	Description         string        `json:"description,omitempty" yaml:"description,omitempty"`
+	FromCatalog         string        `json:"from_catalog,omitempty" yaml:"from_catalog,omitempty"`
+	Type                string        `json:"type,omitempty" yaml:"type,omitempty"` // http (default)
+	BaseURL             string        `json:"base_url,omitempty" yaml:"base_url,omitempty"`
+	Auth                *Auth         `json:"auth,omitempty" yaml:"auth,omitempty"`
+	AllowPrivateNetwork bool          `json:"allow_private_network,omitempty" yaml:"allow_private_network,omitempty"`
+	Timeout             string        `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	MaxRequestBytes     int64         `json:"max_request_bytes,omitempty" yaml:"max_request_bytes,omitempty"`
+	MaxResponseBytes    int64         `json:"max_response_bytes,omitempty" yaml:"max_response_bytes,omitempty"`
+	Operations          []Operation   `json:"operations,omitempty" yaml:"operations,omitempty"`
+	MCP                 *MCPSpec      `json:"mcp,omitempty" yaml:"mcp,omitempty"`           // type: mcp (see mcp.go)
+	Postgres            *PostgresSpec `json:"postgres,omitempty" yaml:"postgres,omitempty"` // type: postgres (see postgres.go)
 }
 
 // Auth says how Warden authenticates to the upstream.
@@ -189,11 +190,17 @@ func Compile(d *Document, urlName string) (*Connector, error) {
 	if d.Type == TypeMCP {
 		return compileMCP(d)
 	}
+	if d.Type == TypePostgres {
+		return compilePostgres(d)
+	}
+	if d.Postgres != nil {
+		return nil, warden.FieldError("postgres", "is only for connectors of type postgres")
+	}
 	if d.MCP != nil {
 		return nil, warden.FieldError("mcp", "is only for connectors of type mcp")
 	}
 	if d.Type != "" && d.Type != "http" {
-		return nil, warden.FieldError("type", "connector type %q is not supported here (want http or mcp)", d.Type)
+		return nil, warden.FieldError("type", "connector type %q is not supported here (want http, mcp or postgres)", d.Type)
 	}
 	if d.FromCatalog != "" {
 		return nil, warden.FieldError("from_catalog", "must be resolved against the catalog before compiling")

@@ -44,6 +44,9 @@ type Record struct {
 	Status       int
 	Latency      time.Duration
 	DecidedSeq   int64 // for completed events: the decided event's seq
+	// Detail holds a front's facts about the outcome (completed events),
+	// e.g. the database front's rows and statement fingerprint.
+	Detail map[string]any
 }
 
 // Auditor makes records durable. Record must return only once the record is
@@ -92,6 +95,9 @@ type Call struct {
 	RequestID  string
 	ApprovalID string
 	BytesIn    int64
+	// Detail, set by the front before Complete, is recorded in the
+	// completed event (e.g. rows returned or affected).
+	Detail map[string]any
 }
 
 // approve handles a require_approval decision. With an approval id it
@@ -299,7 +305,7 @@ func (g *Gate) Complete(ctx context.Context, v *Verdict, status int, bytesOut in
 		Kind: "operation.completed", Time: g.now(), Actor: c.Principal.Actor(), IdentityID: c.Principal.ID,
 		Action: c.Op.Action, Decision: "allow", Code: string(v.Decision.Code), Policy: v.Decision.Policy, Rule: v.Decision.Rule,
 		Method: c.Method, Path: c.Path, ClientIP: c.ClientIP, RequestID: c.RequestID, BytesIn: c.BytesIn, BytesOut: bytesOut,
-		Status: status, Latency: g.now().Sub(v.start), DecidedSeq: v.DecidedSeq,
+		Status: status, Latency: g.now().Sub(v.start), DecidedSeq: v.DecidedSeq, Detail: c.Detail,
 	}
 	if v.Credential != nil {
 		r.CredentialID = v.Credential.CredentialID

@@ -34,6 +34,10 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 		p.fail(w, r, warden.Errorf(warden.CodeUnknownOperation, "no connector named %q", clip(in.Connector)), nil)
 		return
 	}
+	if c.IsPostgres() && p.o.SQL != nil {
+		p.executeSQL(w, r, who, c, in)
+		return
+	}
 	op, ok := c.Operation(in.Operation)
 	if !ok {
 		p.fail(w, r, warden.Errorf(warden.CodeUnknownOperation, "connector %s has no operation %q", c.Name, clip(in.Operation)), nil)
@@ -64,6 +68,44 @@ func (p *Proxy) Execute(w http.ResponseWriter, r *http.Request, who warden.Princ
 	ctx2, cancel2 := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel2()
 	p.o.Gate.Complete(ctx2, v, res.Status, n, nil)
+}
+
+// SQLExecutor runs POST /v1/execute on postgres connectors
+// (internal/pgwire): it decides every statement through the gate and runs
+// the SQL. A refusal comes back as a verdict whose Err says why; other
+// errors are *warden.Error. The result is JSON-encodable.
+type SQLExecutor interface {
+	ExecuteSQL(ctx context.Context, base gate.Call, c *connector.Connector, operation string, params map[string]any) (any, *gate.Verdict, error)
+}
+
+// executeSQL is the execute front of postgres connectors.
+func (p *Proxy) executeSQL(w http.ResponseWriter, r *http.Request, who warden.Principal, c *connector.Connector, in apitype.ExecuteRequest) {
+	if len(in.Resource) > 0 {
+		p.fail(w, r, warden.FieldError("resource", "is not used by database connectors: the tables come from the SQL"), nil)
+		return
+	}
+	params := in.Params
+	for k, v := range params {
+		params[k] = normalize(v)
+	}
+	base := gate.Call{Principal: who, ClientIP: clientIP(r), UserAgent: r.UserAgent(), RequestID: problem.RequestID(r.Context()), ApprovalID: r.Header.Get("Warden-Approval")}
+	res, v, err := p.o.SQL.ExecuteSQL(r.Context(), base, c, in.Operation, params)
+	if v != nil && v.Err != nil {
+		if v.Pending != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
+			writePending(w, v)
+			return
+		}
+		p.fail(w, r, v.Err, &v.Decision)
+		return
+	}
+	if err != nil {
+		p.fail(w, r, err, nil)
+		return
+	}
+	w.Header().Set("Warden-Decision", "allow")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = writeJSONCount(w, res)
 }
 
 // Prepared is an operation call checked against the operation's definition:

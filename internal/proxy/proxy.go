@@ -37,6 +37,8 @@ type Options struct {
 	Approvals  *approval.Service
 	Connectors *connector.Registry
 	Logger     *slog.Logger
+	// SQL, when set, serves POST /v1/execute on postgres connectors.
+	SQL SQLExecutor
 	// MaxParamsBytes bounds the JSON body read to build params (default
 	// 1 MiB); larger JSON bodies are refused (413), other bodies stream.
 	MaxParamsBytes int64
@@ -273,18 +275,23 @@ func (p *Proxy) check(w http.ResponseWriter, r *http.Request, call *gate.Call) (
 		return v, true
 	}
 	if v.Pending != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
-		a := v.Pending
-		h := w.Header()
-		h.Set("Warden-Decision", "require_approval")
-		h.Set("Location", "/v1/approvals/"+a.ID)
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusAccepted)
-		_ = json.NewEncoder(w).Encode(apitype.ApprovalPending{ApprovalID: a.ID, Status: a.Status, ExpiresAt: a.ExpiresAt, Reason: v.Decision.Reason, Policy: v.Decision.Policy, Rule: v.Decision.Rule})
+		writePending(w, v)
 		return nil, false
 	}
 	p.fail(w, r, v.Err, &v.Decision)
 	return nil, false
+}
+
+// writePending answers 202 for a call waiting on a human's approval.
+func writePending(w http.ResponseWriter, v *gate.Verdict) {
+	a := v.Pending
+	h := w.Header()
+	h.Set("Warden-Decision", "require_approval")
+	h.Set("Location", "/v1/approvals/"+a.ID)
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(apitype.ApprovalPending{ApprovalID: a.ID, Status: a.Status, ExpiresAt: a.ExpiresAt, Reason: v.Decision.Reason, Policy: v.Decision.Policy, Rule: v.Decision.Rule})
 }
 
 // preferWait reads RFC 7240 `Prefer: wait=N`, capped at maxWait.

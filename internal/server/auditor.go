@@ -22,8 +22,15 @@ func (g gateAuditor) Record(ctx context.Context, r gate.Record) (int64, error) {
 		Request: audit.Request{Method: r.Method, Path: r.Path, ClientIP: r.ClientIP, UserAgent: r.UserAgent, Bytes: r.BytesIn, ResponseBytes: r.BytesOut},
 		Outcome: audit.Outcome{Status: r.Status, Latency: r.Latency},
 	}
-	if r.DecidedSeq != 0 {
-		e.Detail, _ = json.Marshal(map[string]int64{"decided_seq": r.DecidedSeq})
+	if r.DecidedSeq != 0 || len(r.Detail) > 0 {
+		d := make(map[string]any, len(r.Detail)+1)
+		for k, v := range r.Detail {
+			d[k] = v
+		}
+		if r.DecidedSeq != 0 {
+			d["decided_seq"] = r.DecidedSeq
+		}
+		e.Detail, _ = json.Marshal(d)
 	}
 	rc, err := g.log.Append(ctx, e)
 	return rc.Seq, err

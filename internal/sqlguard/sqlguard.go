@@ -103,6 +103,10 @@ func (a *Analysis) Class() Class {
 	return c
 }
 
+// ErrNoStatement is returned for text that holds no statement (empty, or
+// only comments): PostgreSQL answers it with an empty-query response.
+var ErrNoStatement = warden.FieldError("sql", "holds no statement")
+
 // Analyze parses sql and analyses each statement. Errors (all
 // *warden.Error): too_large (over MaxSQLBytes or MaxStatements), invalid
 // (syntax errors, no statement, text that is not UTF-8 or holds a NUL
@@ -124,7 +128,7 @@ func Analyze(sql string) (*Analysis, error) {
 	}
 	raws := tree.GetStmts()
 	if len(raws) == 0 {
-		return nil, warden.FieldError("sql", "holds no statement")
+		return nil, ErrNoStatement
 	}
 	if len(raws) > MaxStatements {
 		return nil, warden.Errorf(warden.CodeTooLarge, "sql holds more than %d statements", MaxStatements)
