@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,7 @@ import (
 	"warden/internal/identity"
 	"warden/internal/mcp"
 	"warden/internal/monitor"
+	"warden/internal/pgwire"
 	"warden/internal/policy"
 	"warden/internal/proxy"
 	"warden/internal/seal"
@@ -188,7 +190,11 @@ func Run(ctx context.Context, o Options) error {
 		observer, throttle = mon, mon
 	}
 	g := gate.New(gate.Options{Identities: ids, Policies: engine, Credentials: creds, Auditor: auditor, Approvals: approvals, Observer: observer, Throttle: throttle, Logger: log})
-	gw := proxy.New(proxy.Options{Gate: g, Approvals: approvals, Connectors: connectors, Logger: log})
+	// The database front: POST /v1/execute on postgres connectors, and the
+	// PostgreSQL wire listener (docs/database.md).
+	dbFront := pgwire.New(pgwire.Options{Gate: g, Authn: authSvc, Identities: ids, Credentials: creds, Connectors: connectors, Policies: engine, Logger: log})
+	defer dbFront.Close()
+	gw := proxy.New(proxy.Options{Gate: g, Approvals: approvals, Connectors: connectors, SQL: dbFront, Logger: log})
 	// The MCP front: /mcp for agents, and the sessions to upstream MCP
 	// servers (stdio servers it starts and supervises), stopped at shutdown.
 	mcpGW := mcp.New(mcp.Options{Gate: g, Proxy: gw, Connectors: connectors, Policies: engine, Identities: ids, Approvals: approvals, Credentials: creds, Logger: log})
@@ -207,6 +213,11 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 		}
+	}
+	pgln, pgTLS, err := postgresListener(cfg, log)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	srv := &http.Server{
 		Handler:           handler,
@@ -246,6 +257,16 @@ func Run(ctx context.Context, o Options) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if pgln != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := dbFront.Serve(bg, pgln, pgwire.ListenerOptions{TLS: pgTLS, WriteTimeout: cfg.PostgresWriteTimeout}); err != nil {
+				log.Error("postgres listener stopped", "err", err)
+			}
+		}()
+		log.Info("postgres listener ready", "addr", pgln.Addr().String(), "tls", pgTLS != nil)
+	}
 	ready.Store(true)
 	log.Info("warden ready", "addr", ln.Addr().String(), "engine", string(st.Engine()), "dev", cfg.Dev)
 	if o.Ready != nil {
@@ -279,6 +300,42 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// postgresListener opens the PostgreSQL wire listener when configured
+// (--postgres-listen), with TLS when a certificate is configured. Without
+// TLS, passwords (agent keys and tokens) cross the network in clear: off
+// loopback that is logged as a warning on every start.
+func postgresListener(cfg config.Config, log *slog.Logger) (net.Listener, *tls.Config, error) {
+	if cfg.PostgresListen == "" {
+		return nil, nil, nil
+	}
+	var tc *tls.Config
+	if cfg.PostgresTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.PostgresTLSCert, cfg.PostgresTLSKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postgres listener TLS: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", cfg.PostgresListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres listen %s: %w", cfg.PostgresListen, err)
+	}
+	if tc == nil {
+		if host, _, _ := net.SplitHostPort(cfg.PostgresListen); !isLoopback(host) {
+			log.Warn("the postgres listener has no TLS and is not on loopback: agents' keys and tokens travel in clear; set postgres_tls_cert and postgres_tls_key", "addr", cfg.PostgresListen)
+		}
+	}
+	return ln, tc, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // masterKey resolves the master key: WARDEN_MASTER_KEY, then the key file,
