@@ -7,6 +7,7 @@ import "github.com/spf13/cobra"
 func commands(c *cli) []*cobra.Command {
 	return []*cobra.Command{
 		newServeCmd(c),
+		newScanCmd(c),
 		newIdentityCmd(c),
 		newKeyCmd(c),
 		newTokenCmd(c),
