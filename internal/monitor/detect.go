@@ -187,7 +187,11 @@ func (e *engine) observe(o *gate.Observation, w who) []*Finding {
 	}
 	var out []*Finding
 	emit := func(f *Finding) {
-		f.IdentityID, f.IdentityName, f.Owner, f.KeyID = o.IdentityID, w.Name, w.Owner, o.KeyID
+		f.IdentityID, f.IdentityName, f.Owner, f.KeyID = o.IdentityID, w.Name, w.Owner, safeText(o.KeyID)
+		// Outside input (addresses, user agents, keys) reaches explanations:
+		// keep them valid UTF-8 without control characters, which both
+		// engines store and an identity's status reason accepts.
+		f.Explanation, f.Action = safeText(f.Explanation), safeText(f.Action)
 		if f.FirstEventAt.IsZero() {
 			f.FirstEventAt = t
 		}
@@ -507,6 +511,10 @@ func (e *engine) sweep(now time.Time) {
 			delete(e.cooldown, k)
 		}
 	}
+}
+
+func safeText(s string) string {
+	return strings.ToValidUTF8(printableOnly(s), "\uFFFD")
 }
 
 func max2(a, b Severity) Severity {
