@@ -159,6 +159,14 @@ func testRunaway(t *testing.T, so wardentest.ServerOptions) {
 	if !sawFinding || !sawSuspend {
 		t.Fatalf("audit: finding %v, suspension %v", sawFinding, sawSuspend)
 	}
+	// Time to detect and to contain are exported for the KPI reports.
+	_, _, _, metrics := call(t, f.s, "GET", "/metrics", "", "", "")
+	for _, want := range []string{`warden_monitor_findings_total{detector="rate_spike",severity="high"} 1`, "warden_monitor_time_to_contain_seconds_count 1",
+		"warden_monitor_time_to_detect_seconds_count", "warden_monitor_observations_dropped_total 0"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Fatalf("metrics lack %q", want)
+		}
+	}
 	// Acknowledge, then resolve; nothing is deleted.
 	var out api.Finding
 	if err := f.s.Root.Do(ctx, "POST", "/v1/findings/"+fnd.ID+"/ack", api.FindingUpdate{Note: "on it"}, &out); err != nil || out.Status != "acknowledged" {
