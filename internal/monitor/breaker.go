@@ -103,6 +103,9 @@ func (m *Monitor) Reset(ctx context.Context, p warden.Principal, ref, reason str
 	if err := checkReason(reason, false); err != nil {
 		return nil, false, err
 	}
+	if err := m.needIdentities(); err != nil {
+		return nil, false, err
+	}
 	id, err := m.o.Identities.Get(ctx, p, ref)
 	if err != nil {
 		return nil, false, err
@@ -125,6 +128,9 @@ func (m *Monitor) Reset(ctx context.Context, p warden.Principal, ref, reason str
 // security role or ownership of the identity (the registry decides).
 func (m *Monitor) Trip(ctx context.Context, p warden.Principal, ref, reason string) (*identity.Identity, *Finding, error) {
 	if err := checkReason(reason, true); err != nil {
+		return nil, nil, err
+	}
+	if err := m.needIdentities(); err != nil {
 		return nil, nil, err
 	}
 	id, err := m.o.Identities.Suspend(ctx, p, ref, clip("circuit breaker tripped by "+p.Actor()+": "+reason, 1024))
@@ -269,7 +275,17 @@ func (m *Monitor) Unpause(ctx context.Context, p warden.Principal, s Selector, r
 	return res, nil
 }
 
+func (m *Monitor) needIdentities() error {
+	if m.o.Identities == nil {
+		return warden.Errorf(warden.CodeUnavailable, "the circuit breaker has no identity registry")
+	}
+	return nil
+}
+
 func (m *Monitor) selectIDs(ctx context.Context, p warden.Principal, s Selector, status string) ([]*identity.Identity, error) {
+	if err := m.needIdentities(); err != nil {
+		return nil, err
+	}
 	var out []*identity.Identity
 	cursor := ""
 	for {

@@ -177,6 +177,13 @@ func TestObserveNeverBlocksWhenFull(t *testing.T) {
 	for range 10_000 {
 		mon.Observe(o)
 	}
+	// Without a registry the breaker refuses clearly instead of panicking.
+	if _, _, err := mon.Trip(ctx, root, "x", "why"); !warden.IsCode(err, warden.CodeUnavailable) {
+		t.Fatalf("trip without registry: %v", err)
+	}
+	if _, err := mon.Pause(ctx, root, monitor.Selector{Owner: "a@example.com"}, "why"); !warden.IsCode(err, warden.CodeUnavailable) {
+		t.Fatalf("pause without registry: %v", err)
+	}
 	if mon.Dropped() != 10_000-8 {
 		t.Fatalf("dropped %d", mon.Dropped())
 	}
