@@ -153,7 +153,9 @@ type session struct {
 	// PostgreSQL, messages are ignored until Sync.
 	discard  bool
 	txStatus byte
-	mu       sync.Mutex // guards up for cancel requests
+	// completions feeds completer, which writes completed audit records.
+	completions chan completion
+	mu          sync.Mutex // guards up for cancel requests
 }
 
 // run serves the connection until the client leaves or fails.
@@ -172,6 +174,10 @@ func (ss *session) run(ctx context.Context) {
 	defer stop()
 	ss.stmts = map[string]*stmtState{}
 	ss.portals = map[string]*portalState{}
+	ss.completions = make(chan completion, 1024)
+	completed := make(chan struct{})
+	go ss.completer(completed)
+	defer func() { close(ss.completions); <-completed }()
 	for {
 		msg, err := ss.be.Receive()
 		if err != nil {

@@ -3,13 +3,22 @@ package pgwire_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -649,4 +658,125 @@ func TestExecuteAPI(t *testing.T) {
 	if !decided || !completed {
 		t.Fatalf("audit events lack the statement facts (decided %v, completed %v): %+v", decided, completed, list.Events)
 	}
+}
+
+// TestWireCopyCancelAndPsql: COPY FROM STDIN relays data for a decided
+// insert; a client's cancel request reaches the database; psql works
+// through the listener with clear errors.
+func TestWireCopyCancelAndPsql(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	c := e.connect(t)
+	n, err := c.CopyFrom(ctx, pgx.Identifier{e.schema, "orders"}, []string{"customer_id", "amount"}, pgx.CopyFromRows([][]any{{1, "1.00"}, {2, "2.00"}, {3, "3.00"}}))
+	if err != nil || n != 3 {
+		t.Fatalf("copy from stdin: %d %v", n, err)
+	}
+	if got := e.count(t, "orders"); got != 3 {
+		t.Fatalf("orders has %d rows after COPY, want 3", got)
+	}
+	// COPY into a table the policy does not allow writing.
+	_, err = c.CopyFrom(ctx, pgx.Identifier{e.schema, "customers"}, []string{"id", "name"}, pgx.CopyFromRows([][]any{{100, "x"}}))
+	if code, _ := pgErr(err); code != "42501" {
+		t.Fatalf("copy into customers: %v", err)
+	}
+
+	// Cancel: the listener forwards the client's cancel request (sent on
+	// a new connection with the key data the listener gave the client).
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_ = c.PgConn().CancelRequest(ctx)
+	}()
+	start := time.Now()
+	_, err = c.Exec(ctx, "SELECT pg_sleep(4)")
+	if code, msg := pgErr(err); code != "57014" || !strings.Contains(msg, "user request") || time.Since(start) > 3*time.Second {
+		t.Fatalf("cancel: %v after %s: the cancel request did not reach the database", err, time.Since(start))
+	}
+	var one int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("session after a cancel: %v", err)
+	}
+
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Log("psql not installed; skipping the psql part")
+		return
+	}
+	run := func(sql string) (string, string, error) {
+		cmd := exec.Command(psql, "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", portOf(e.pgAddr), "-U", agentName, "-d", "crm-db", "-c", sql)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+e.agentKey, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return strings.TrimSpace(out.String()), errb.String(), err
+	}
+	out, stderr, err := run("SELECT name FROM " + e.q("customers") + " WHERE id = 2")
+	if err != nil || out != "customer 2" {
+		t.Fatalf("psql select: %q %q %v", out, stderr, err)
+	}
+	_, stderr, err = run("DELETE FROM " + e.q("customers"))
+	if err == nil || !strings.Contains(stderr, "warden") || !strings.Contains(stderr, "denied") {
+		t.Fatalf("psql runaway delete: %q %v", stderr, err)
+	}
+	if e.count(t, "customers") != 50 {
+		t.Fatal("psql delete ran")
+	}
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// TestWireTLS: with a certificate configured the listener speaks TLS and
+// refuses clients that do not.
+func TestWireTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir)
+	e := newEnv(t, func(c *config.Config) { c.PostgresTLSCert, c.PostgresTLSKey = certFile, keyFile })
+	ctx := context.Background()
+	cs := fmt.Sprintf("postgres://%s:%s@%s/crm-db?sslmode=require", agentName, url.PathEscape(e.agentKey), e.pgAddr)
+	c, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatalf("TLS connect: %v", err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+e.q("customers")).Scan(&n); err != nil || n != 50 {
+		t.Fatalf("query over TLS: %d %v", n, err)
+	}
+	if !c.PgConn().Conn().(interface{ ConnectionState() tls.ConnectionState }).ConnectionState().HandshakeComplete {
+		t.Fatal("not TLS")
+	}
+	_, err = pgx.Connect(ctx, e.connString(agentName, e.agentKey)) // sslmode=disable
+	if code, _ := pgErr(err); code != "28000" {
+		t.Fatalf("cleartext client: %v", err)
+	}
+}
+
+func selfSigned(t *testing.T, dir string) (string, string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := dir+"/cert.pem", dir+"/key.pem"
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

@@ -175,14 +175,14 @@ func (ss *session) query(ctx context.Context, sql string) error {
 	var rows int64
 	finish := func(err error) {
 		if idx < len(calls) {
-			ss.s.complete(ctx, calls[idx], rows, 0, err)
+			ss.finish(calls[idx], rows, err)
 			idx++
 		}
 		rows = 0
 	}
 	defer func() {
 		for ; idx < len(calls); idx++ {
-			ss.s.complete(ctx, calls[idx], 0, 0, errors.New("not run: an earlier statement failed"))
+			ss.finish(calls[idx], 0, errors.New("not run: an earlier statement failed"))
 		}
 	}()
 	for {
@@ -430,6 +430,30 @@ func (ss *session) closeMsg(m *pgproto3.Close) error {
 	return nil
 }
 
+// completion is a statement's outcome waiting to be recorded.
+type completion struct {
+	sc   stmtCall
+	rows int64
+	err  error
+}
+
+// finish queues the completed audit record of a statement. The decided
+// record, written before the statement was forwarded, is the one that
+// must be durable first; the completed record follows off the client's
+// path, in order, like the HTTP fronts write it after the response. A
+// full queue makes the session wait (never drops a record).
+func (ss *session) finish(sc stmtCall, rows int64, err error) {
+	ss.completions <- completion{sc: sc, rows: rows, err: err}
+}
+
+// completer records queued completions until the queue is closed.
+func (ss *session) completer(done chan<- struct{}) {
+	defer close(done)
+	for c := range ss.completions {
+		ss.s.complete(context.Background(), c.sc, c.rows, 0, c.err)
+	}
+}
+
 // extError answers a refused extended-protocol message: the answers to
 // the messages before it first, then the error; then, like PostgreSQL,
 // everything up to Sync is ignored.
@@ -469,14 +493,13 @@ func (ss *session) drain() error {
 	if err := ss.fe.Flush(); err != nil {
 		return err
 	}
-	ctx := context.Background()
 	upErr := false
 	sent := 0
 	defer func() {
 		// Whatever was not answered (the connection failed) never ran.
 		for _, e := range ss.pending {
 			if e.call != nil {
-				ss.s.complete(ctx, *e.call, e.rows, 0, errors.New("not run: the database connection failed"))
+				ss.finish(*e.call, e.rows, errors.New("not run: the database connection failed"))
 			}
 		}
 		ss.pending = ss.pending[:0]
@@ -575,7 +598,7 @@ func (ss *session) answer(e *expect, msg pgproto3.BackendMessage) (done, ok bool
 			return false, false
 		}
 		if e.call != nil {
-			ss.s.complete(context.Background(), *e.call, e.rows, 0, nil)
+			ss.finish(*e.call, e.rows, nil)
 			e.call = nil
 		}
 		return true, true
@@ -599,7 +622,7 @@ func (ss *session) forget(e *expect, why error) {
 		delete(ss.portals, e.name)
 	case expExecute:
 		if e.call != nil {
-			ss.s.complete(context.Background(), *e.call, e.rows, 0, why)
+			ss.finish(*e.call, e.rows, why)
 			e.call = nil
 		}
 	}
