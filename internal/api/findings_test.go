@@ -45,7 +45,13 @@ func newMonitorFixtureOn(t *testing.T, so wardentest.ServerOptions, responses ma
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	t.Cleanup(up.Close)
-	so.Configure = monitorConfig(responses)
+	extra := so.Configure // applied after the monitor settings
+	so.Configure = func(c *config.Config) {
+		monitorConfig(responses)(c)
+		if extra != nil {
+			extra(c)
+		}
+	}
 	f.s = wardentest.StartServer(t, so)
 	root := f.s.Root
 	for _, name := range agents {
@@ -185,7 +191,10 @@ func testRunaway(t *testing.T, so wardentest.ServerOptions) {
 }
 
 func TestBreakerThrottlesThroughGate(t *testing.T) {
-	f := newMonitorFixture(t, map[string]string{"high": "throttle"}, "chatty")
+	// One token per 1000 s: however slow this machine, no token refills
+	// between the finding and the next call.
+	f := newMonitorFixtureOn(t, wardentest.ServerOptions{Configure: func(c *config.Config) { c.Monitor.ThrottleRate = 0.001 }},
+		map[string]string{"high": "throttle"}, "chatty")
 	for range 5 {
 		f.do(t, "chatty", "GET")
 	}
