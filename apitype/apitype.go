@@ -498,3 +498,80 @@ type Elevation struct {
 type ElevationList struct {
 	Elevations []Elevation `json:"elevations"`
 }
+
+// ReportedFinding is one scanner finding sent to the inventory: never the
+// secret, only its keyed fingerprint and a redacted preview.
+type ReportedFinding struct {
+	Rule        string `json:"rule"`
+	Kind        string `json:"kind"`
+	File        string `json:"file"`
+	Line        int    `json:"line"`
+	Commit      string `json:"commit,omitempty"`
+	Author      string `json:"author,omitempty"`
+	Fingerprint string `json:"fingerprint"`
+	Preview     string `json:"preview"`
+	Verified    bool   `json:"verified"`
+}
+
+// DiscoveryReport is the body of POST /v1/discoveries.
+type DiscoveryReport struct {
+	Source   string            `json:"source,omitempty"`
+	Findings []ReportedFinding `json:"findings"`
+}
+
+// DiscoveryReportResult counts what a report changed.
+type DiscoveryReportResult struct {
+	Created int `json:"created"`
+	Updated int `json:"updated"`
+}
+
+// DiscoveryLocation is one place a credential was seen.
+type DiscoveryLocation struct {
+	Source string    `json:"source,omitempty"`
+	File   string    `json:"file"`
+	Line   int       `json:"line"`
+	Commit string    `json:"commit,omitempty"`
+	Author string    `json:"author,omitempty"`
+	SeenAt time.Time `json:"seen_at"`
+}
+
+// Discovery is a discovered credential in the inventory.
+type Discovery struct {
+	ID          string              `json:"id"`
+	Fingerprint string              `json:"fingerprint"`
+	Rule        string              `json:"rule"`
+	Kind        string              `json:"kind"`
+	Preview     string              `json:"preview"`
+	Verified    bool                `json:"verified"`
+	Status      string              `json:"status"`
+	Identity    string              `json:"identity,omitempty"`
+	Owner       string              `json:"owner,omitempty"`
+	Note        string              `json:"note,omitempty"`
+	Credential  string              `json:"credential,omitempty"`
+	FirstSeen   time.Time           `json:"first_seen"`
+	LastSeen    time.Time           `json:"last_seen"`
+	Locations   []DiscoveryLocation `json:"locations"`
+}
+
+// DiscoveryList lists discoveries, most recently seen first.
+type DiscoveryList struct {
+	Discoveries []Discovery `json:"discoveries"`
+}
+
+// ResolveDiscovery is the body of POST /v1/discoveries/{id}/resolve.
+type ResolveDiscovery struct {
+	Status   string `json:"status"`
+	Identity string `json:"identity,omitempty"`
+	Owner    string `json:"owner,omitempty"`
+	Note     string `json:"note,omitempty"`
+}
+
+// VaultDiscovery is the body of POST /v1/discoveries/{id}/vault: the
+// credential to create from the discovered secret.
+type VaultDiscovery struct {
+	Name      string            `json:"name"`
+	Type      string            `json:"type"`
+	Connector string            `json:"connector"`
+	Identity  string            `json:"identity,omitempty"`
+	Secret    map[string]string `json:"secret"`
+}

@@ -8,6 +8,7 @@ func commands(c *cli) []*cobra.Command {
 	return []*cobra.Command{
 		newServeCmd(c),
 		newScanCmd(c),
+		newDiscoveryCmd(c),
 		newIdentityCmd(c),
 		newKeyCmd(c),
 		newTokenCmd(c),

@@ -21,6 +21,8 @@ func newScanCmd(c *cli) *cobra.Command {
 	var (
 		useGit, showSecrets, exitZero, archives bool
 		since, format, config, fpKey, progress  string
+		report                                  bool
+		source                                  string
 		workers                                 int
 	)
 	cmd := &cobra.Command{
@@ -132,6 +134,11 @@ Exit status: 0 no findings, 1 findings (0 with --exit-zero), 2+ errors.`,
 			if err != nil {
 				return err
 			}
+			if report {
+				if err := reportFindings(cmd.Context(), c, source, args, all); err != nil {
+					return fmt.Errorf("--report: %w", err)
+				}
+			}
 			if len(all) > 0 && !exitZero {
 				return &exitError{code: 1}
 			}
@@ -149,6 +156,8 @@ Exit status: 0 no findings, 1 findings (0 with --exit-zero), 2+ errors.`,
 	f.StringVar(&fpKey, "fingerprint-key", "", "HMAC key for fingerprints (default: $WARDEN_SCAN_KEY, else a fixed public key)")
 	f.StringVar(&progress, "progress", "auto", "progress on stderr: auto (table output to a terminal), always or never")
 	f.IntVar(&workers, "workers", 0, "files scanned in parallel (default: number of CPUs)")
+	f.BoolVar(&report, "report", false, "send the findings (fingerprints and previews, never secrets) to the server's inventory (WARDEN_ADDR, WARDEN_TOKEN)")
+	f.StringVar(&source, "source", "", "name of what was scanned, for the inventory (default: the paths)")
 	return cmd
 }
 

@@ -20,6 +20,7 @@ import (
 	"warden/internal/authn"
 	"warden/internal/connector"
 	"warden/internal/credential"
+	"warden/internal/discovery"
 	"warden/internal/elevation"
 	"warden/internal/gate"
 	"warden/internal/identity"
@@ -52,6 +53,7 @@ type Options struct {
 	MCP          *mcp.Gateway // /mcp, and MCP tool approval on connector PUT
 	Approvals    *approval.Service
 	Elevations   *elevation.Service
+	Inventory    *discovery.Inventory
 	Database     Health
 	Changes      Changes
 	Audit        *audit.Log       // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints

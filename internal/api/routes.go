@@ -114,6 +114,12 @@ func (a *API) routes() []route {
 		{Method: "POST", Pattern: "/v1/breaker/pause", Auth: authAdmin, Summary: "Suspend every active identity of an owner or with labels (security role)", Request: typeOf[BreakerPause](), Response: typeOf[BreakerPaused](), Handler: a.pauseBreaker(false)},
 		{Method: "POST", Pattern: "/v1/breaker/resume", Auth: authAdmin, Summary: "Resume the identities a pause suspended (never other suspensions)", Request: typeOf[BreakerPause](), Response: typeOf[BreakerPaused](), Handler: a.pauseBreaker(true)},
 
+		{Method: "POST", Pattern: "/v1/discoveries", Auth: authAdmin, Summary: "Report scanner findings to the inventory (fingerprints and previews, never secrets)", Request: typeOf[apitype.DiscoveryReport](), Response: typeOf[apitype.DiscoveryReportResult](), Handler: a.reportDiscoveries},
+		{Method: "GET", Pattern: "/v1/discoveries", Auth: authAdmin, Summary: "List discovered credentials", Response: typeOf[apitype.DiscoveryList](), Query: []string{"status", "kind", "rule", "identity", "limit"}, Handler: a.listDiscoveries},
+		{Method: "GET", Pattern: "/v1/discoveries/{id}", Auth: authAdmin, Summary: "Get a discovered credential", Response: typeOf[apitype.Discovery](), Handler: a.getDiscovery},
+		{Method: "POST", Pattern: "/v1/discoveries/{id}/resolve", Auth: authAdmin, Summary: "Triage a discovered credential (open, rotated, ignored; link to identity and owner)", Request: typeOf[apitype.ResolveDiscovery](), Response: typeOf[apitype.Discovery](), Handler: a.resolveDiscovery},
+		{Method: "POST", Pattern: "/v1/discoveries/{id}/vault", Auth: authAdmin, Summary: "Move a discovered secret into the vault in one step", Request: typeOf[apitype.VaultDiscovery](), Response: typeOf[apitype.Discovery](), Handler: a.vaultDiscovery},
+
 		{Method: "POST", Pattern: "/v1/token", Auth: authNone, Summary: "OAuth2 token endpoint (client_credentials; the API key is the client secret)", Response: typeOf[apitype.TokenResponse](), Handler: a.token},
 		{Method: "POST", Pattern: "/v1/token/revoke", Auth: authAgent, Summary: "Revoke an access token (RFC 7009)", Status: 200, Handler: a.revokeToken},
 		{Method: "GET", Pattern: "/v1/whoami", Auth: authAgent, Summary: "The calling identity", Response: typeOf[apitype.Identity](), Handler: a.whoami},

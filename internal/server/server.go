@@ -28,6 +28,7 @@ import (
 	"warden/internal/config"
 	"warden/internal/connector"
 	"warden/internal/credential"
+	"warden/internal/discovery"
 	"warden/internal/elevation"
 	"warden/internal/gate"
 	"warden/internal/identity"
@@ -203,7 +204,8 @@ func Run(ctx context.Context, o Options) error {
 	ready := new(atomic.Bool)
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
-		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, MCP: mcpGW, Approvals: approvals, Elevations: elevations, Changes: st, Audit: auditLog, Monitor: mon, Logger: log,
+		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, MCP: mcpGW, Approvals: approvals, Elevations: elevations,
+		Inventory: discovery.NewInventory(st), Changes: st, Audit: auditLog, Monitor: mon, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
