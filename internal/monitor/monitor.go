@@ -461,7 +461,7 @@ func (m *Monitor) responder() {
 }
 
 // respond takes the breaker's action first (containment does not wait for
-// bookkeeping), then stores, audits and notifies.
+// bookkeeping), then counts, audits, stores and notifies.
 func (m *Monitor) respond(f *Finding) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -493,15 +493,17 @@ func (m *Monitor) respond(f *Finding) {
 			m.contained(f)
 		}
 	}
-	m.store(ctx, f)
-	m.auditFinding(ctx, f)
-	if m.hook != nil {
-		m.hook.notify(f)
-	}
+	// Metrics and the audit event come before the stored finding, so a
+	// finding visible through the API always has both.
 	m.findings.WithLabelValues(f.Detector, string(f.Severity)).Inc()
 	m.ttd.Observe(max(f.DetectedAt.Sub(f.FirstEventAt).Seconds(), 0))
 	if f.ContainedAt != nil {
 		m.ttc.Observe(max(f.ContainedAt.Sub(f.DetectedAt).Seconds(), 0))
+	}
+	m.auditFinding(ctx, f)
+	m.store(ctx, f)
+	if m.hook != nil {
+		m.hook.notify(f)
 	}
 }
 
