@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -246,9 +247,14 @@ func (g *Gateway) Tools(ctx context.Context, p warden.Principal, name string) (*
 		return nil, warden.Errorf(warden.CodeInvalid, "connector %s is not an MCP connector", name)
 	}
 	out := &ToolList{Connector: name, Tools: []ToolState{}}
-	current, err := g.listNow(ctx, c)
+	listed, err := g.listNow(ctx, c)
 	if err != nil {
 		out.Error = describe(err)
+	}
+	// listed is shared with the link and the drift state: work on a copy.
+	var current map[string]observed
+	if listed != nil {
+		current = maps.Clone(listed)
 	}
 	for _, t := range c.Doc.MCP.Tools {
 		tn, _ := ToolName(c.Name, t.Operation)
@@ -294,5 +300,3 @@ func (g *Gateway) listNow(ctx context.Context, c *connector.Connector) (map[stri
 	}
 	return l.list(ctx, cs)
 }
-
-var _ = errNotMCP

@@ -9,7 +9,6 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"warden"
 	"warden/internal/connector"
 	"warden/internal/credential"
 	"warden/internal/gate"
@@ -186,5 +185,3 @@ func (g *Gateway) changed(connectorName string, t *connector.MCPTool) bool {
 	o, ok := g.drift[connectorName][t.Name]
 	return ok && o.pin != t.SHA256
 }
-
-var errNotMCP = warden.Errorf(warden.CodeInvalid, "not an MCP connector")

@@ -106,7 +106,10 @@ func New(o Options) *Gateway {
 	g.server.AddReceivingMiddleware(g.middleware)
 	streamable := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return g.server }, &sdk.StreamableHTTPOptions{
 		SessionTimeout: o.SessionTimeout,
-		Logger:         o.Logger,
+		// Plain JSON answers: a tool call has one result, and Warden sends
+		// no progress notifications during it.
+		JSONResponse: true,
+		Logger:       o.Logger,
 		// The API already bounds request bodies (MaxBodyBytes); this is
 		// the same bound again, for a handler mounted elsewhere.
 		MaxRequestBodyBytes: 4 << 20,

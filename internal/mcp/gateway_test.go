@@ -30,7 +30,7 @@ func (u *crmUpstream) seen() []string {
 	return slices.Clone(u.requests)
 }
 
-func newCRM(t *testing.T) *crmUpstream {
+func newCRM(t testing.TB) *crmUpstream {
 	u := &crmUpstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -59,7 +59,7 @@ rules:
 
 // crmFixture: a real server, an HTTP connector with a credential, and a
 // policy that allows, denies per argument, asks a human, and always denies.
-func crmFixture(t *testing.T, s *wardentest.Server) (*crmUpstream, string) {
+func crmFixture(t testing.TB, s *wardentest.Server) (*crmUpstream, string) {
 	u := newCRM(t)
 	mustDo(t, s, "PUT", "/v1/connectors/crm", "application/yaml", `apiVersion: warden/v1
 kind: Connector

@@ -33,6 +33,10 @@ const (
 	// refreshEvery bounds how often a flood of list_changed notifications
 	// makes Warden list an upstream's tools again.
 	refreshEvery = 200 * time.Millisecond
+	// relistAfter bounds how long a tool list is trusted without a
+	// list_changed notification: an upstream that changes a definition
+	// silently is caught on the first call after this.
+	relistAfter = 30 * time.Second
 	// maxLine bounds one line a stdio server writes.
 	maxLine = 16 << 20
 )
@@ -58,6 +62,7 @@ type link struct {
 	session           *sdk.ClientSession
 	cmd               *exec.Cmd
 	tools             map[string]observed // by upstream tool name; nil until listed
+	listedAt          time.Time
 	lastErr           error
 	backoff           time.Duration
 	nextTry           time.Time
@@ -171,6 +176,9 @@ func (l *link) drop(cs *sdk.ClientSession) {
 func (l *link) current(ctx context.Context, cs *sdk.ClientSession, tool string) (observed, bool, error) {
 	l.mu.Lock()
 	tools := l.tools
+	if time.Since(l.listedAt) > relistAfter {
+		tools = nil
+	}
 	l.mu.Unlock()
 	if tools == nil {
 		var err error
@@ -199,7 +207,7 @@ func (l *link) list(ctx context.Context, cs *sdk.ClientSession) (map[string]obse
 	}
 	l.mu.Lock()
 	if l.session == cs {
-		l.tools = m
+		l.tools, l.listedAt = m, time.Now()
 	}
 	l.mu.Unlock()
 	l.g.observe(l.conn, m)

@@ -37,7 +37,7 @@ type issueArgs struct {
 	Title string `json:"title"`
 }
 
-func newFakeUpstream(t *testing.T, token string) *fakeUpstream {
+func newFakeUpstream(t testing.TB, token string) *fakeUpstream {
 	u := &fakeUpstream{srv: sdk.NewServer(&sdk.Implementation{Name: "fake-github", Version: "1"}, nil)}
 	u.addCreateIssue("Create an issue in a repository.")
 	sdk.AddTool(u.srv, &sdk.Tool{Name: "list_issues", Description: "List issues.", Annotations: &sdk.ToolAnnotations{ReadOnlyHint: true}},
@@ -62,7 +62,8 @@ func newFakeUpstream(t *testing.T, token string) *fakeUpstream {
 		}
 		h.ServeHTTP(w, r)
 	}))
-	t.Cleanup(u.Close)
+	// Warden keeps a stream open to the upstream; cut it so Close returns.
+	t.Cleanup(func() { u.CloseClientConnections(); u.Close() })
 	return u
 }
 
@@ -126,3 +127,5 @@ func eventually(t *testing.T, what string, fn func() bool) {
 }
 
 var _ = strings.Contains
+
+type ctxT = context.Context
