@@ -1,19 +1,15 @@
 package approval
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"warden"
+	"warden/internal/webhook"
 )
 
 // WebhookOptions configure the approval webhook.
@@ -109,14 +105,9 @@ func (w *Webhook) payload(a *Approval) Payload {
 	}
 }
 
-// Sign returns the signature header value for body at timestamp ts.
-func Sign(secret warden.Secret, ts string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret.Reveal()))
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "v1=" + hex.EncodeToString(m.Sum(nil))
-}
+// Sign returns the signature header value for body at timestamp ts (see
+// internal/webhook).
+func Sign(secret warden.Secret, ts string, body []byte) string { return webhook.Sign(secret, ts, body) }
 
 func (w *Webhook) deliver(ctx context.Context, a *Approval) {
 	body, err := json.Marshal(w.payload(a))
@@ -124,35 +115,7 @@ func (w *Webhook) deliver(ctx context.Context, a *Approval) {
 		w.o.Logger.Error("approval webhook: encoding", "approval", a.ID, "err", err)
 		return
 	}
-	backoff := w.o.Backoff
-	for attempt := 1; attempt <= w.o.Attempts; attempt++ {
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		req, err := http.NewRequestWithContext(ctx, "POST", w.o.URL, bytes.NewReader(body))
-		if err != nil {
-			w.o.Logger.Error("approval webhook: bad URL", "err", err)
-			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "warden-approvals")
-		req.Header.Set("X-Warden-Timestamp", ts)
-		if !w.o.Secret.IsZero() {
-			req.Header.Set("X-Warden-Signature", Sign(w.o.Secret, ts, body))
-		}
-		resp, err := w.o.Client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 300 {
-				return
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		w.o.Logger.Warn("approval webhook delivery failed; retrying", "approval", a.ID, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
-	w.o.Logger.Error("approval webhook: giving up", "approval", a.ID, "attempts", w.o.Attempts)
+	s := webhook.Sender{URL: w.o.URL, Secret: w.o.Secret, UserAgent: "warden-approvals", Event: "approval",
+		Attempts: w.o.Attempts, Backoff: w.o.Backoff, Client: w.o.Client, Logger: w.o.Logger}
+	_ = s.Deliver(ctx, a.ID, body)
 }

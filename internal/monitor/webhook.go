@@ -1,17 +1,15 @@
 package monitor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	"warden"
-	"warden/internal/approval"
+	signed "warden/internal/webhook"
 )
 
 // WebhookOptions configure the alert webhook.
@@ -156,39 +154,7 @@ func (w *webhook) deliver(ctx context.Context, f *Finding) {
 		w.o.Logger.Error("monitor webhook: encoding", "finding", f.ID, "err", err)
 		return
 	}
-	backoff := w.o.Backoff
-	for attempt := 1; attempt <= w.o.Attempts; attempt++ {
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
-		req, err := http.NewRequestWithContext(ctx, "POST", w.o.URL, bytes.NewReader(body))
-		if err != nil {
-			w.o.Logger.Error("monitor webhook: bad URL", "err", err)
-			return
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "warden-monitor")
-		req.Header.Set("X-Warden-Timestamp", ts)
-		req.Header.Set("X-Warden-Event", "finding")
-		if !w.o.Secret.IsZero() {
-			req.Header.Set("X-Warden-Signature", approval.Sign(w.o.Secret, ts, body))
-		}
-		resp, err := w.o.Client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode < 300 {
-				return
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		if attempt == w.o.Attempts {
-			break
-		}
-		w.o.Logger.Warn("monitor webhook delivery failed; retrying", "finding", f.ID, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
-	w.o.Logger.Error("monitor webhook: giving up", "finding", f.ID, "attempts", w.o.Attempts)
+	s := signed.Sender{URL: w.o.URL, Secret: w.o.Secret, UserAgent: "warden-monitor", Event: "finding",
+		Attempts: w.o.Attempts, Backoff: w.o.Backoff, Client: w.o.Client, Logger: w.o.Logger}
+	_ = s.Deliver(ctx, f.ID, body)
 }
