@@ -16,6 +16,7 @@ func commands(c *cli) []*cobra.Command {
 		newAdminTokenCmd(c),
 		newPolicyCmd(c),
 		newConnectorCmd(c),
+		newMCPCmd(c),
 		newCredentialCmd(c),
 		newApprovalCmd(c),
 		newAuditCmd(c),
