@@ -1,14 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -26,48 +23,26 @@ func newConnectorCmd(c *cli) *cobra.Command {
 	apply := &cobra.Command{
 		Use: "apply -f FILE|DIR...", Short: "Create or replace connectors from YAML/JSON files (a directory: every .yaml, .yml and .json file in it)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(files) == 0 {
-				return errors.New("-f FILE|DIR is required")
-			}
-			paths, err := connectorFiles(files)
-			if err != nil {
-				return err
-			}
-			if len(paths) == 0 {
-				return errors.New("no .yaml, .yml or .json files found")
-			}
 			cl, err := c.apiClient()
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, p := range paths {
-				data, err := readBounded(p, connector.MaxDocumentSize)
-				if err != nil {
-					return err
-				}
-				ct := "application/yaml"
-				if strings.EqualFold(filepath.Ext(p), ".json") {
-					ct = "application/json"
-				}
-				// The document's own name wins; the file name serves a
-				// document that leaves it out.
-				name := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
-				if doc, err := connector.Parse(data, ct); err == nil && doc.Name != "" {
-					name = doc.Name
-				}
-				res, err := cl.PutConnector(cmd.Context(), name, data, ct)
-				if err != nil {
-					fmt.Fprintf(c.stderr, "%s: %v\n", p, err)
-					failed++
-					continue
-				}
-				fmt.Fprintf(c.stdout, "%s: connector %s version %d (%d operations)\n", p, res.Name, res.Version, len(res.Operations))
-			}
-			if failed > 0 {
-				return &exitError{code: 1, msg: fmt.Sprintf("%d of %d connectors not applied", failed, len(paths))}
-			}
-			return nil
+			return c.applyFiles(cmd.Context(), files, applier{
+				kind: "connector", maxBytes: connector.MaxDocumentSize,
+				docName: func(data []byte, ct string) string {
+					if doc, err := connector.Parse(data, ct); err == nil {
+						return doc.Name
+					}
+					return ""
+				},
+				put: func(ctx context.Context, name string, data []byte, ct string) (string, error) {
+					res, err := cl.PutConnector(ctx, name, data, ct)
+					if err != nil {
+						return "", err
+					}
+					return fmt.Sprintf("connector %s version %d (%d operations)", res.Name, res.Version, len(res.Operations)), nil
+				},
+			})
 		},
 	}
 	apply.Flags().StringArrayVarP(&files, "file", "f", nil, "connector file or directory (repeatable)")
@@ -261,48 +236,3 @@ func printOperations(c *cli, k *apitype.Connector) {
 
 // readBounded reads a file, refusing one larger than max bytes before
 // reading it whole.
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, max)
-	}
-	return b, nil
-}
-
-// connectorFiles expands directories into their .yaml, .yml and .json
-// files (not recursively), sorted.
-func connectorFiles(in []string) ([]string, error) {
-	var out []string
-	for _, p := range in {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !fi.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			switch strings.ToLower(filepath.Ext(e.Name())) {
-			case ".yaml", ".yml", ".json":
-				if !e.IsDir() {
-					out = append(out, filepath.Join(p, e.Name()))
-				}
-			}
-		}
-	}
-	sort.Strings(out)
-	return out, nil
-}

@@ -1,12 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -24,43 +22,27 @@ func newPolicyCmd(c *cli) *cobra.Command {
 	apply := &cobra.Command{
 		Use: "apply -f FILE|DIR...", Short: "Create or replace policies from YAML/JSON files (a directory: every policy file in it)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(files) == 0 {
-				return errors.New("-f FILE|DIR is required")
-			}
-			paths, err := policyFiles(files)
-			if err != nil {
-				return err
-			}
 			cl, err := c.apiClient()
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, p := range paths {
-				data, err := os.ReadFile(p)
-				if err != nil {
-					return err
-				}
-				ct := "application/yaml"
-				if strings.EqualFold(filepath.Ext(p), ".json") {
-					ct = "application/json"
-				}
-				name := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
-				if doc, err := policy.Parse(data, ct); err == nil && doc.Name != "" {
-					name = doc.Name
-				}
-				res, err := cl.PutPolicy(cmd.Context(), name, data, ct)
-				if err != nil {
-					fmt.Fprintf(c.stderr, "%s: %v\n", p, err)
-					failed++
-					continue
-				}
-				fmt.Fprintf(c.stdout, "%s: policy %s version %d\n", p, res.Name, res.Version)
-			}
-			if failed > 0 {
-				return &exitError{code: 1, msg: fmt.Sprintf("%d of %d policies not applied", failed, len(paths))}
-			}
-			return nil
+			return c.applyFiles(cmd.Context(), files, applier{
+				kind: "policy", maxBytes: policy.MaxDocumentSize,
+				skip: func(n string) bool { return strings.HasSuffix(n, "_test.yaml") || strings.HasSuffix(n, "_test.yml") },
+				docName: func(data []byte, ct string) string {
+					if doc, err := policy.Parse(data, ct); err == nil {
+						return doc.Name
+					}
+					return ""
+				},
+				put: func(ctx context.Context, name string, data []byte, ct string) (string, error) {
+					res, err := cl.PutPolicy(ctx, name, data, ct)
+					if err != nil {
+						return "", err
+					}
+					return fmt.Sprintf("policy %s version %d", res.Name, res.Version), nil
+				},
+			})
 		},
 	}
 	apply.Flags().StringArrayVarP(&files, "file", "f", nil, "policy file or directory (repeatable)")
@@ -215,34 +197,4 @@ func newPolicyCmd(c *cli) *cobra.Command {
 
 	cmd.AddCommand(apply, list, get, del, validate, test, authorize)
 	return cmd
-}
-
-// policyFiles expands directories into their policy files (YAML/JSON, not
-// *_test.yaml), sorted.
-func policyFiles(in []string) ([]string, error) {
-	var out []string
-	for _, p := range in {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return nil, err
-		}
-		if !fi.IsDir() {
-			out = append(out, p)
-			continue
-		}
-		entries, err := os.ReadDir(p)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			n := e.Name()
-			ext := strings.ToLower(filepath.Ext(n))
-			if e.IsDir() || strings.HasSuffix(n, "_test.yaml") || strings.HasSuffix(n, "_test.yml") || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
-				continue
-			}
-			out = append(out, filepath.Join(p, n))
-		}
-	}
-	sort.Strings(out)
-	return out, nil
 }
