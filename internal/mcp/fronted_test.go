@@ -155,9 +155,29 @@ timeout: 5s
 	if r.IsError {
 		t.Fatalf("accepted tool still blocked: %s", text(r))
 	}
-	// Agents without a token or with an admin token cannot accept.
+	// Agents cannot accept changes.
 	if st, _, _ := do(t, s, "POST", "/v1/connectors/gh-mcp/accept-changes", key, "", ""); st != 403 {
 		t.Fatalf("agent accepted changes: %d", st)
+	}
+
+	// A flood of list_changed notifications: Warden keeps serving.
+	for range 500 {
+		sdk.AddTool(up.srv, &sdk.Tool{Name: "noise", Description: "noise"}, func(ctx2 ctxT, req *sdk.CallToolRequest, in issueArgs) (*sdk.CallToolResult, any, error) {
+			return &sdk.CallToolResult{}, nil, nil
+		})
+	}
+	if r := callTool(t, cs, "gh-mcp__list_issues", map[string]any{"repo": "acme/app", "title": ""}); r.IsError {
+		t.Fatalf("after a notification flood: %s", text(r))
+	}
+	// The upstream goes away: a clear tool error, and Warden stays up.
+	up.CloseClientConnections()
+	up.Close()
+	r = callTool(t, cs, "gh-mcp__list_issues", map[string]any{"repo": "acme/app", "title": ""})
+	if !r.IsError || !strings.Contains(text(r), "upstream") {
+		t.Fatalf("upstream down: %s", text(r))
+	}
+	if st, _, _ := do(t, s, "GET", "/healthz", "", "", ""); st != 200 {
+		t.Fatalf("Warden unhealthy after the upstream went away: %d", st)
 	}
 }
 

@@ -122,9 +122,20 @@ func New(o Options) *Gateway {
 	return g
 }
 
-// Close ends every upstream session and stops the stdio servers.
+// CloseSessions ends every agent session, so their open streams (GET
+// /mcp) do not hold a graceful HTTP shutdown until its deadline. Register
+// it with http.Server.RegisterOnShutdown.
+func (g *Gateway) CloseSessions() {
+	for ss := range g.server.Sessions() {
+		_ = ss.Close()
+	}
+}
+
+// Close ends every agent session and every upstream session, and stops the
+// stdio servers.
 func (g *Gateway) Close() {
 	g.once.Do(func() { close(g.done) })
+	g.CloseSessions()
 	g.mu.Lock()
 	links := g.links
 	g.links = map[string]*link{}

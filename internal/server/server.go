@@ -230,6 +230,7 @@ func Run(ctx context.Context, o Options) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(mcpGW.CloseSessions)
 
 	if cfg.Dev {
 		if err := devBootstrap(ctx, o.Stdout, ln.Addr().String(), cfg, ids, policies, connectors, creds); err != nil {
