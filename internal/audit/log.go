@@ -501,13 +501,25 @@ func itoa(n int64) string {
 }
 
 // Query returns one page of events (see the package function Query).
+// Admin changes committed before the call are adopted first, so a reader
+// sees the change it just made (read your writes); if adopting fails the
+// query still answers from what is in the chain.
 func (l *Log) Query(ctx context.Context, f Filter, cursor string) ([]Event, string, error) {
+	l.adoptBeforeRead(ctx)
 	return Query(ctx, l.store, f, cursor)
 }
 
-// Export writes matching events (see the package function Export).
+// Export writes matching events (see the package function Export), after
+// adopting pending admin changes like Query.
 func (l *Log) Export(ctx context.Context, w io.Writer, format string, f Filter) (int64, error) {
+	l.adoptBeforeRead(ctx)
 	return Export(ctx, l.store, w, format, f)
+}
+
+func (l *Log) adoptBeforeRead(ctx context.Context) {
+	if _, err := l.Pump(ctx); err != nil {
+		l.o.Logger.Warn("audit: adopting pending admin changes before a read failed; answering from the chain as it is", "err", err)
+	}
 }
 
 // Verify checks the chain against the database's checkpoints and the

@@ -152,3 +152,20 @@ func TestOversizedChangeDoesNotBlockTheLog(t *testing.T) {
 	}
 	mustOK(t, e.verify(t))
 }
+
+// A reader sees the admin change it just made: Query adopts pending
+// changes first (the periodic pump is off here).
+func TestQueryReadsYourChanges(t *testing.T) {
+	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
+		e := newEnv(t, st, func(o *audit.Options) { o.PumpInterval = time.Hour })
+		ids := identity.New(identity.Options{Store: st})
+		id, err := ids.Create(ctx, root, identity.CreateInput{Name: "fresh", Type: "ai_agent", Owner: "alice@example.com"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := e.log.Query(ctx, audit.Filter{Identity: id.ID}, "")
+		if err != nil || len(evs) != 1 || evs[0].Action != "identity.create" {
+			t.Fatalf("the change is not visible to the next query: %v %+v", err, evs)
+		}
+	})
+}
