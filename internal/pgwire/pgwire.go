@@ -90,16 +90,22 @@ func New(o Options) *Service {
 // Close closes the connection pools of the execute front.
 func (s *Service) Close() { s.pools.closeAll() }
 
-// analysisCache keeps analyses by exact SQL text. It is a bound on memory,
-// not an eviction policy: reaching the bound empties it.
+// analysisCache keeps analyses by exact SQL text. Its bounds (entries,
+// and bytes of text) bound memory, not an eviction policy: reaching one
+// empties the cache.
 type analysisCache struct {
-	mu  sync.RWMutex
-	m   map[string]*sqlguard.Analysis
-	max int
+	mu    sync.RWMutex
+	m     map[string]*sqlguard.Analysis
+	max   int
+	bytes int
 }
 
-// maxCachedText keeps very long texts out of the cache.
-const maxCachedText = 16 << 10
+// maxCachedText keeps long texts out of the cache; maxCacheBytes bounds
+// the text held in all.
+const (
+	maxCachedText = 8 << 10
+	maxCacheBytes = 16 << 20
+)
 
 // analyze returns the (shared, read-only) analysis of sql.
 func (s *Service) analyze(sql string) (*sqlguard.Analysis, error) {
@@ -116,8 +122,12 @@ func (s *Service) analyze(sql string) (*sqlguard.Analysis, error) {
 	}
 	if len(sql) <= maxCachedText {
 		c.mu.Lock()
-		if c.m == nil || len(c.m) >= c.max {
+		if c.m == nil || len(c.m) >= c.max || c.bytes+len(sql) > maxCacheBytes {
 			c.m = make(map[string]*sqlguard.Analysis)
+			c.bytes = 0
+		}
+		if _, dup := c.m[sql]; !dup {
+			c.bytes += len(sql)
 		}
 		c.m[sql] = a
 		c.mu.Unlock()
