@@ -153,6 +153,8 @@ type session struct {
 	// PostgreSQL, messages are ignored until Sync.
 	discard  bool
 	txStatus byte
+	// approvalID is the approval presented for the next statement.
+	approvalID string
 	// completions feeds completer, which writes completed audit records.
 	completions chan completion
 	mu          sync.Mutex // guards up for cancel requests

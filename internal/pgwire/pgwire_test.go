@@ -254,6 +254,30 @@ func TestWireAllowedAndRefused(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.Contains(pe.Message, "approval_required") || !strings.Contains(pe.Hint, "apr_") {
 		t.Fatalf("delete needing approval: %#v", err)
 	}
+	// A human approves; the agent presents the approval over the wire and
+	// the identical statement runs once.
+	apr := strings.Fields(pe.Hint)[1]
+	if err := e.srv.Root.Do(ctx, http.MethodPost, "/v1/approvals/"+apr+"/approve", map[string]any{"comment": "ok"}, nil); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	if _, err := c.Exec(ctx, "SET warden.approval = '"+apr+"'"); err != nil {
+		t.Fatalf("SET warden.approval: %v", err)
+	}
+	tag, err := c.Exec(ctx, "DELETE FROM "+e.q("customers")+" WHERE id = 3")
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("approved delete: %v %v", tag, err)
+	}
+	// The approval was for one execution.
+	if _, err := c.Exec(ctx, "SET warden.approval = '"+apr+"'"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, "DELETE FROM "+e.q("customers")+" WHERE id = 3")
+	if code, _ := pgErr(err); code != "42501" {
+		t.Fatalf("approval used twice: %v", err)
+	}
+	if e.count(t, "customers") != 49 {
+		t.Fatalf("customers: %d rows, want 49", e.count(t, "customers"))
+	}
 	// The session still works after refusals.
 	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("after refusals: %v", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -88,7 +89,18 @@ func (ss *session) handle(ctx context.Context, msg pgproto3.FrontendMessage) err
 	}
 }
 
-func (ss *session) meta() meta { return meta{ClientIP: ss.clientIP, UserAgent: "pgwire"} }
+// meta describes the next decision. An approval id set with SET
+// warden.approval applies to the next statement decided only.
+func (ss *session) meta() meta {
+	m := meta{ClientIP: ss.clientIP, UserAgent: "pgwire", ApprovalID: ss.approvalID}
+	ss.approvalID = ""
+	return m
+}
+
+// approvalSetting is the session setting through which a wire client
+// presents an approval: SET warden.approval = 'apr_...' (served by
+// Warden, never sent to the database).
+const approvalSetting = "warden.approval"
 
 func errResp(code, msg, detail string) *pgproto3.ErrorResponse {
 	return &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg, Detail: detail}
@@ -124,7 +136,7 @@ func denial(sc stmtCall, n int) *pgproto3.ErrorResponse {
 	}
 	e := errResp(state, "warden: "+string(code)+": "+clip(msg), detail)
 	if v.Pending != nil {
-		e.Hint = fmt.Sprintf("approval %s is pending; once a human approves it, run the same statement with the same arguments through POST /v1/execute with the header Warden-Approval: %s", v.Pending.ID, v.Pending.ID)
+		e.Hint = fmt.Sprintf("approval %s is pending; once a human approves it, run SET warden.approval = '%s' and then the same statement with the same arguments", v.Pending.ID, v.Pending.ID)
 	}
 	return e
 }
@@ -160,6 +172,16 @@ func (ss *session) query(ctx context.Context, sql string) error {
 	}
 	if err != nil {
 		return ss.simpleError(analysisError(err))
+	}
+	if len(a.Statements) == 1 && a.Statements[0].Setting == approvalSetting {
+		id := a.Statements[0].SettingValue
+		if !strings.HasPrefix(id, "apr_") || len(id) > 64 {
+			return ss.simpleError(errResp("22023", "warden: warden.approval must be an approval id (apr_...)", ""))
+		}
+		ss.approvalID = id
+		ss.be.Send(&pgproto3.CommandComplete{CommandTag: []byte("SET")})
+		ss.be.Send(&pgproto3.ReadyForQuery{TxStatus: ss.txStatus})
+		return ss.flushClient()
 	}
 	calls, refused, err := ss.s.decide(ctx, ss.who, ss.c, a, nil, ss.meta())
 	if err != nil || refused >= 0 {

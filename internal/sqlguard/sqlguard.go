@@ -81,6 +81,11 @@ type Statement struct {
 	HasWhere bool
 	// Params is the highest $n placeholder used (0 when none).
 	Params int
+	// Setting and SettingValue are the name (lower case) and string value
+	// of a SET statement (SettingValue empty unless it is one string or
+	// identifier), so fronts can serve their own session settings.
+	Setting      string
+	SettingValue string
 	// Reasons say why a statement is admin (or otherwise notable), e.g.
 	// "calls pg_terminate_backend".
 	Reasons []string

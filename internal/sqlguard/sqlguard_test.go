@@ -190,6 +190,16 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
+func TestSetting(t *testing.T) {
+	a, err := Analyze("SET warden.approval = 'apr_123'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := a.Statements[0]; s.Setting != "warden.approval" || s.SettingValue != "apr_123" || s.Class != Admin {
+		t.Fatalf("%+v", s)
+	}
+}
+
 func TestAnalysisClass(t *testing.T) {
 	a, err := Analyze("SELECT 1; INSERT INTO t VALUES (1); SELECT 2")
 	if err != nil {

@@ -91,6 +91,7 @@ func analyzeStmt(n *pg.Node) (*Statement, error) {
 	kind := string(n.ProtoReflect().WhichOneof(n.ProtoReflect().Descriptor().Oneofs().ByName("node")).Message().Name())
 	m := modeRead
 	topWhere := false
+	var setting, value string
 	switch x := n.GetNode().(type) {
 	case *pg.Node_SelectStmt:
 		topWhere = x.SelectStmt.GetWhereClause() != nil
@@ -109,6 +110,7 @@ func analyzeStmt(n *pg.Node) (*Statement, error) {
 		}
 	case *pg.Node_VariableSetStmt:
 		setClass(c, x.VariableSetStmt)
+		setting, value = strings.ToLower(x.VariableSetStmt.GetName()), settingValue(x.VariableSetStmt)
 	case *pg.Node_VariableShowStmt, *pg.Node_ListenStmt, *pg.Node_UnlistenStmt, *pg.Node_DeallocateStmt,
 		*pg.Node_FetchStmt, *pg.Node_ClosePortalStmt, *pg.Node_ConstraintsSetStmt, *pg.Node_DiscardStmt:
 		// Session housekeeping: reads nothing it was not allowed to.
@@ -139,6 +141,7 @@ func analyzeStmt(n *pg.Node) (*Statement, error) {
 	s := &Statement{
 		Class: c.class, Kind: kind, Reads: c.reads.sorted(), Writes: c.writes.sorted(),
 		Schemas: c.schemas.sorted(), Functions: c.funcs.sorted(), Params: c.params, Reasons: c.reasons.sorted(),
+		Setting: setting, SettingValue: value,
 	}
 	var all set
 	for _, t := range c.reads.out {
@@ -198,6 +201,15 @@ func setClass(c *collector, v *pg.VariableSetStmt) {
 	case !harmlessSettings[name]:
 		c.raise(Admin, "SET "+name+" changes a setting Warden keeps fixed")
 	}
+}
+
+// settingValue is the value of SET name = 'value' (or = identifier) when
+// it is exactly one string; "" otherwise.
+func settingValue(v *pg.VariableSetStmt) string {
+	if v.GetKind() != pg.VariableSetKind_VAR_SET_VALUE || len(v.GetArgs()) != 1 {
+		return ""
+	}
+	return v.GetArgs()[0].GetAConst().GetSval().GetSval()
 }
 
 // dropTargets records what DROP removes (its objects are names, not
