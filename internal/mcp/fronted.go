@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -38,7 +39,7 @@ func (g *Gateway) callUpstream(ctx context.Context, base gate.Call, c *connector
 		return res
 	}
 	fail := func(err error, msg string) *sdk.CallToolResult {
-		g.o.Gate.Complete(context.WithoutCancel(ctx), v, 0, 0, err)
+		g.complete(ctx, v, 0, 0, err)
 		return toolError("The call to %s was allowed but %s. Nothing more was sent.", name, msg)
 	}
 	l := g.link(c, v.Credential)
@@ -54,7 +55,7 @@ func (g *Gateway) callUpstream(ctx context.Context, base gate.Call, c *connector
 		return fail(errors.New("tool no longer offered upstream"), "the upstream no longer offers this tool")
 	case cur.pin != mt.SHA256:
 		g.log.Warn("mcp: upstream tool definition changed; blocked until accepted", "connector", c.Name, "tool", mt.Name)
-		g.o.Gate.Complete(context.WithoutCancel(ctx), v, 0, 0, errors.New("tool definition changed upstream; blocked"))
+		g.complete(ctx, v, 0, 0, errors.New("tool definition changed upstream; blocked"))
 		return blocked(name)
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
@@ -92,8 +93,23 @@ func (g *Gateway) callUpstream(ctx context.Context, base gate.Call, c *connector
 	if result.IsError {
 		status = 502
 	}
-	g.o.Gate.Complete(context.WithoutCancel(ctx), v, status, int64(len(b)), nil)
+	g.complete(ctx, v, status, int64(len(b)), nil)
 	return result
+}
+
+// complete records the outcome of a forwarded call. Like /v1/execute,
+// which records it after writing the response, it does not hold the
+// result back: the "decided" record was durable before anything was sent;
+// this one follows in the background, bounded by a timeout, and Close
+// waits for it (the server closes the audit log after the gateway).
+func (g *Gateway) complete(ctx context.Context, v *gate.Verdict, status int, bytesOut int64, err error) {
+	g.pending.Add(1)
+	go func() {
+		defer g.pending.Done()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		g.o.Gate.Complete(cctx, v, status, bytesOut, err)
+	}()
 }
 
 func blocked(name string) *sdk.CallToolResult {

@@ -80,6 +80,7 @@ type Gateway struct {
 	defs    sync.Map // *connector.Op -> *sdk.Tool (without name)
 	done    chan struct{}
 	once    sync.Once
+	pending sync.WaitGroup // background "completed" audit records
 
 	mu    sync.Mutex
 	links map[string]*link
@@ -146,6 +147,7 @@ func (g *Gateway) Close() {
 		go func() { defer wg.Done(); l.close() }()
 	}
 	wg.Wait()
+	g.pending.Wait()
 }
 
 // caller is who sent one HTTP request to /mcp, authenticated by the API.
@@ -461,12 +463,12 @@ func (g *Gateway) callTool(ctx context.Context, req *sdk.CallToolRequest) (*sdk.
 	}
 	out, status, err := g.o.Proxy.Send(ctx, pr, v)
 	if err != nil {
-		g.o.Gate.Complete(context.WithoutCancel(ctx), v, status, 0, err)
+		g.complete(ctx, v, status, 0, err)
 		return toolError("The call to %s was allowed but failed: %s.", name, describe(err)), nil
 	}
 	body, _ := json.Marshal(out)
 	result := &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: string(body)}}, StructuredContent: json.RawMessage(body), IsError: out.Status >= 400}
-	g.o.Gate.Complete(context.WithoutCancel(ctx), v, out.Status, int64(len(body)), nil)
+	g.complete(ctx, v, out.Status, int64(len(body)), nil)
 	return result, nil
 }
 
