@@ -287,6 +287,38 @@ func TestWireAllowedAndRefused(t *testing.T) {
 	if code, msg := pgErr(err); code != "42601" || !strings.Contains(msg, "warden") {
 		t.Fatalf("garbage SQL: %v", err)
 	}
+	// A refusal inside a transaction fails it, as PostgreSQL's own errors
+	// do: the insert before it is rolled back at COMMIT.
+	orders := e.count(t, "orders")
+	tx0, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx0.Exec(ctx, "INSERT INTO "+e.q("orders")+" (customer_id, amount) VALUES (2, 1)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx0.Exec(ctx, "DELETE FROM "+e.q("customers")); err == nil {
+		t.Fatal("runaway delete in a transaction allowed")
+	}
+	if err := tx0.Commit(ctx); !errors.Is(err, pgx.ErrTxCommitRollback) {
+		t.Fatalf("commit after a refusal: %v", err)
+	}
+	if e.count(t, "orders") != orders {
+		t.Fatal("the insert of a failed transaction was committed")
+	}
+	// The same for a pipelined batch (one implicit transaction up to Sync).
+	b := &pgx.Batch{}
+	b.Queue("INSERT INTO "+e.q("orders")+" (customer_id, amount) VALUES ($1, $2)", 3, "1.00")
+	b.Queue("DELETE FROM " + e.q("customers"))
+	b.Queue("INSERT INTO "+e.q("orders")+" (customer_id, amount) VALUES ($1, $2)", 4, "1.00")
+	if err := c.SendBatch(ctx, b).Close(); err == nil {
+		t.Fatal("batch with a runaway delete succeeded")
+	} else if code, _ := pgErr(err); code != "42501" {
+		t.Fatalf("batch: %v", err)
+	}
+	if e.count(t, "orders") != orders {
+		t.Fatal("part of a refused batch was committed")
+	}
 	// Transactions work.
 	tx, err := c.Begin(ctx)
 	if err != nil {

@@ -39,7 +39,15 @@ const (
 	expExecute
 	expClose
 	expSync
+	expPoison
 )
+
+// poisonSQL is what Warden sends the database in place of a refused
+// message: it fails to parse, so the database fails the transaction (or
+// the batch's implicit one) exactly as PostgreSQL would have failed it for
+// the client's own error, and skips the rest of the batch. Its error is
+// replaced by Warden's refusal.
+const poisonSQL = "warden refused this statement"
 
 // expect is a message forwarded upstream whose answer has not been
 // relayed yet. Answers come back in order, so the listener can place its
@@ -49,6 +57,8 @@ type expect struct {
 	name string    // statement or portal created (Parse, Bind)
 	call *stmtCall // the decided statement (Execute)
 	rows int64
+	// refusal replaces the database's answer to the poison (expPoison).
+	refusal *pgproto3.ErrorResponse
 }
 
 // handle serves one client message.
@@ -476,22 +486,49 @@ func (ss *session) completer(done chan<- struct{}) {
 	}
 }
 
-// extError answers a refused extended-protocol message: the answers to
-// the messages before it first, then the error; then, like PostgreSQL,
-// everything up to Sync is ignored.
+// extError answers a refused extended-protocol message. Its place in the
+// stream goes to the poison, whose error becomes Warden's refusal: the
+// client gets it after the answers to the messages before it, and the
+// database, like PostgreSQL for any error, fails the transaction and skips
+// everything up to Sync (so does the listener).
 func (ss *session) extError(e *pgproto3.ErrorResponse) error {
-	if err := ss.drain(); err != nil {
-		return err
-	}
-	ss.be.Send(e)
+	// A failed Parse discards the unnamed statement (and so its portal).
+	delete(ss.stmts, "")
+	delete(ss.portals, "")
+	ss.fe.Send(&pgproto3.Parse{Query: poisonSQL})
+	ss.pending = append(ss.pending, expect{kind: expPoison, refusal: e})
 	ss.discard = true
-	return ss.flushClient()
+	return nil
 }
 
-// simpleError answers a refused simple query (or function call).
+// simpleError answers a refused simple query (or function call). Inside a
+// transaction block the database is told too (the poison), so the block
+// fails as it would for the client's own error and a later COMMIT rolls
+// back.
 func (ss *session) simpleError(e *pgproto3.ErrorResponse) error {
 	if err := ss.drain(); err != nil {
 		return err
+	}
+	if ss.txStatus == 'T' {
+		ss.fe.Send(&pgproto3.Query{String: poisonSQL})
+		if err := ss.fe.Flush(); err != nil {
+			return err
+		}
+		for done := false; !done; {
+			msg, err := ss.fe.Receive()
+			if err != nil {
+				ss.fatal(stateConnectionFailure, "warden: the database connection was lost")
+				return err
+			}
+			switch m := msg.(type) {
+			case *pgproto3.ErrorResponse:
+			case *pgproto3.ReadyForQuery:
+				ss.ready(m)
+				done = true
+			default:
+				ss.be.Send(msg)
+			}
+		}
 	}
 	ss.be.Send(e)
 	ss.be.Send(&pgproto3.ReadyForQuery{TxStatus: ss.txStatus})
@@ -543,6 +580,9 @@ func (ss *session) drain() error {
 		switch m := msg.(type) {
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus, *pgproto3.NotificationResponse:
 		case *pgproto3.ErrorResponse:
+			if e.kind == expPoison {
+				msg = e.refusal
+			}
 			if e.kind == expSync {
 				ss.be.Send(m)
 				_ = ss.flushClient()
@@ -551,7 +591,7 @@ func (ss *session) drain() error {
 			ss.forget(e, &pgconn.PgError{Code: m.Code, Message: m.Message})
 			upErr, ss.discard = true, true
 			ss.pending = ss.pending[1:]
-			ss.be.Send(m)
+			ss.be.Send(msg)
 			continue
 		default:
 			var ok bool
