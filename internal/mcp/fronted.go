@@ -140,8 +140,10 @@ func scrub(b []byte, m *credential.Material) ([]byte, bool) {
 }
 
 // link returns the session holder for a connector and credential. Links of
-// a connector that was replaced (a new document version) are closed here:
-// their approvals and settings are no longer in force.
+// a connector that was replaced (a new document version) are closed here,
+// their approvals and settings being no longer in force, and so are links
+// of an older version of the same credential (a rotated secret: its stdio
+// server still holds the old one).
 func (g *Gateway) link(c *connector.Connector, m *credential.Material) *link {
 	key := fmt.Sprintf("%s|%p", c.Name, c)
 	if m != nil {
@@ -156,7 +158,8 @@ func (g *Gateway) link(c *connector.Connector, m *credential.Material) *link {
 	g.links[key] = l
 	var stale []*link
 	for k, o := range g.links {
-		if cur, ok := g.o.Connectors.Get(o.conn.Name); !ok || cur != o.conn {
+		rotated := m != nil && o.cred != nil && o.conn == c && o.cred.CredentialID == m.CredentialID && o.cred.Version != m.Version
+		if cur, ok := g.o.Connectors.Get(o.conn.Name); !ok || cur != o.conn || rotated {
 			stale = append(stale, o)
 			delete(g.links, k)
 		}

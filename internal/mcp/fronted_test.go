@@ -221,4 +221,10 @@ rules: [{id: all, effect: allow, actions: ["local:*"]}]
 		t.Fatalf("crash: %s", text(r))
 	}
 	eventually(t, "the restarted server answering", func() bool { return !callTool(t, cs, "local__check_env", nil).IsError })
+	// A rotated credential reaches a new server process at once.
+	mustDo(t, s, "POST", "/v1/credentials/stdio-token/rotate", "application/json", `{"secret":{"token":"rotated-secret-value"}}`, 200)
+	r = callTool(t, cs, "local__check_env", nil)
+	if r.IsError || !strings.Contains(text(r), "token=[redacted] len=20") {
+		t.Fatalf("after rotation: %s", text(r))
+	}
 }
