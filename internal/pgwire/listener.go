@@ -124,10 +124,6 @@ func refuse(conn net.Conn, code, msg string) {
 	conn.Close()
 }
 
-// cancelKeys maps the keys Warden gave clients to their sessions, for
-// CancelRequest.
-var cancelKeys sync.Map // uint64 -> *session
-
 // session is one client connection.
 type session struct {
 	s    *Service
@@ -170,7 +166,7 @@ func (ss *session) run(ctx context.Context) {
 		return
 	}
 	defer ss.up.Close()
-	defer cancelKeys.Delete(ss.key)
+	defer ss.s.cancelKeys.Delete(ss.key)
 	// The upstream session ends with the client's.
 	stop := context.AfterFunc(ctx, func() { ss.conn.Close(); ss.up.Close() })
 	defer stop()
@@ -352,7 +348,7 @@ func (ss *session) startup(ctx context.Context) bool {
 	var kb [8]byte
 	_, _ = rand.Read(kb[:])
 	ss.key = binary.BigEndian.Uint64(kb[:])
-	cancelKeys.Store(ss.key, ss)
+	ss.s.cancelKeys.Store(ss.key, ss)
 
 	ss.be.Send(&pgproto3.AuthenticationOk{})
 	for k, v := range hj.ParameterStatuses {
@@ -379,7 +375,7 @@ func (s *Service) cancel(m *pgproto3.CancelRequest) {
 		return
 	}
 	key := uint64(m.ProcessID)<<32 | uint64(binary.BigEndian.Uint32(m.SecretKey))
-	v, ok := cancelKeys.Load(key)
+	v, ok := s.cancelKeys.Load(key)
 	if !ok {
 		return
 	}

@@ -72,6 +72,9 @@ type Service struct {
 	log   *slog.Logger
 	cache analysisCache
 	pools poolSet
+	// cancelKeys maps the key data the listener gave its clients to their
+	// sessions, for CancelRequest.
+	cancelKeys sync.Map // uint64 -> *session
 }
 
 // New returns the database front.
