@@ -446,6 +446,9 @@ type Approval struct {
 	Reason       string         `json:"reason"`
 	Status       string         `json:"status"`
 	UsesLeft     int            `json:"uses_left"`
+	Required     int            `json:"required"`
+	Approvers    []string       `json:"approvers,omitempty"`
+	ApprovedBy   []string       `json:"approved_by"`
 	CreatedAt    time.Time      `json:"created_at"`
 	ExpiresAt    time.Time      `json:"expires_at"`
 	DecidedAt    *time.Time     `json:"decided_at"`

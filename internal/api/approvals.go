@@ -13,7 +13,7 @@ func approvalOut(a *approval.Approval) apitype.Approval {
 	return apitype.Approval{
 		ID: a.ID, Identity: a.IdentityID, IdentityName: a.IdentityName, Owner: a.Owner, Action: a.Action, Method: a.Method,
 		Path: a.Path, Resource: a.Resource, Fingerprint: a.Fingerprint, Policy: a.Policy, Rule: a.Rule, Reason: a.Reason,
-		Status: a.Status, UsesLeft: a.UsesLeft, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, DecidedAt: a.DecidedAt,
+		Status: a.Status, UsesLeft: a.UsesLeft, Required: a.Required, Approvers: a.Approvers, ApprovedBy: a.ApprovedBy, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt, DecidedAt: a.DecidedAt,
 		DecidedBy: a.DecidedBy, Comment: a.Comment, UsedAt: a.UsedAt,
 	}
 }

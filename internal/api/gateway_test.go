@@ -305,3 +305,77 @@ func TestApprovalWaitDenyAndSuspension(t *testing.T) {
 		t.Fatalf("flood not capped: %d", last)
 	}
 }
+
+func TestApprovalRuleSettings(t *testing.T) {
+	f := newGatewayFixture(t, nil)
+	if _, err := f.s.Root.PutPolicy(ctx, "mailer", []byte(`apiVersion: warden/v1
+kind: Policy
+subjects: [{identity: mailer}]
+rules:
+  - id: send
+    effect: require_approval
+    actions: ["mail:messages.send"]
+    approval: {required: 2, approvers: [security, carol@example.com], uses: 2, ttl: 10m}
+`), "application/yaml"); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"to":"a@example.com"}`
+	_, _, b := f.send(t, body, "", nil)
+	var p apitype.ApprovalPending
+	_ = json.Unmarshal(b, &p)
+	if time.Until(p.ExpiresAt) > 11*time.Minute {
+		t.Fatalf("rule ttl ignored: %s", p.ExpiresAt)
+	}
+	tok := func(name, subject string, roles ...string) string {
+		at, err := f.s.Root.CreateAdminToken(ctx, apitype.CreateAdminToken{Name: name, Subject: subject, Roles: roles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return at.Token
+	}
+	approver := tok("dave", "dave@example.com", "approver") // not named by the rule
+	sec := tok("erin", "erin@example.com", "security")
+	carol := tok("carol", "carol@example.com", "auditor")
+	approve := func(token string) error {
+		return f.s.Client(token).Do(ctx, "POST", "/v1/approvals/"+p.ApprovalID+"/approve", apitype.ApprovalDecision{}, nil)
+	}
+	if err := approve(approver); problemCode(err) != "forbidden" {
+		t.Fatalf("unnamed approver: %v", err)
+	}
+	if err := approve(sec); err != nil {
+		t.Fatal(err)
+	}
+	if err := approve(sec); problemCode(err) != "conflict" {
+		t.Fatalf("same approver twice: %v", err)
+	}
+	var a apitype.Approval
+	_ = f.s.Root.Do(ctx, "GET", "/v1/approvals/"+p.ApprovalID, nil, &a)
+	if a.Status != "pending" || len(a.ApprovedBy) != 1 || a.Required != 2 {
+		t.Fatalf("after one of two: %+v", a)
+	}
+	if status, _, _ := f.send(t, body, p.ApprovalID, nil); status == 200 {
+		t.Fatal("one approval of two let the call through")
+	}
+	if err := approve(carol); err != nil {
+		t.Fatal(err)
+	}
+	// Two uses, then no more.
+	for i := 0; i < 2; i++ {
+		if status, _, b := f.send(t, body, p.ApprovalID, nil); status != 200 {
+			t.Fatalf("use %d: %d %s", i+1, status, b)
+		}
+	}
+	if status, _, _ := f.send(t, body, p.ApprovalID, nil); status != 403 {
+		t.Fatalf("third use: %d", status)
+	}
+	// Bad settings are refused at save time.
+	status, _, prob, _ := call(t, f.s, "PUT", "/v1/policies/bad", f.s.RootToken, "application/yaml", `apiVersion: warden/v1
+kind: Policy
+subjects: [{identity: mailer}]
+rules:
+  - {id: r, effect: allow, actions: ["a:b"], approval: {required: 2}}
+`)
+	if status != 400 || !strings.Contains(prob.Field+prob.Detail, "approval") {
+		t.Fatalf("approval on allow rule: %d %+v", status, prob)
+	}
+}

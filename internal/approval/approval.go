@@ -39,12 +39,19 @@ type Approval struct {
 	Reason       string // why the policy asked
 	Status       string
 	UsesLeft     int
-	CreatedAt    time.Time
-	ExpiresAt    time.Time
-	DecidedAt    *time.Time
-	DecidedBy    string
-	Comment      string
-	UsedAt       *time.Time
+	// Required distinct approvers; Approvers (roles or people) may approve,
+	// empty meaning the approver role; AllowOwner lets the identity's owner
+	// approve. ApprovedBy lists who approved so far.
+	Required   int
+	Approvers  []string
+	AllowOwner bool
+	ApprovedBy []string
+	CreatedAt  time.Time
+	ExpiresAt  time.Time
+	DecidedAt  *time.Time
+	DecidedBy  string
+	Comment    string
+	UsedAt     *time.Time
 }
 
 // Fingerprint is the SHA-256 of the canonical JSON of what the call does:
@@ -60,14 +67,15 @@ func Fingerprint(identityID, action, method, path string, resource, params map[s
 }
 
 // Store is the data access approvals need. Transition moves one approval
-// from status `from` to its new state atomically (compare-and-set on status
-// and uses_left) and fails with CodeConflict when it was not in `from`
-// (another approver or a retry got there first).
+// from status `from` to its new state atomically (compare-and-set on
+// status, uses_left and the number of approvals so far) and fails with
+// CodeConflict when it was not in that state (another approver or a retry
+// got there first).
 type Store interface {
 	CreateApproval(ctx context.Context, a *Approval) error
 	GetApproval(ctx context.Context, id string) (*Approval, error)
 	ListApprovals(ctx context.Context, status, identityID string, limit int) ([]*Approval, error)
 	CountPending(ctx context.Context, identityID string, now time.Time) (int, error)
-	Transition(ctx context.Context, a *Approval, from string, fromUses int, rec *warden.Change) error
+	Transition(ctx context.Context, a *Approval, from string, fromUses, fromApprovals int, rec *warden.Change) error
 	ExpirePending(ctx context.Context, identityID string, now time.Time) (int, error)
 }

@@ -3,6 +3,7 @@ package approval
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,12 @@ type RequestInput struct {
 	Resource                        map[string]any
 	Fingerprint                     string
 	Policy, Rule, Reason            string
+	// From the rule's approval settings (zero values: defaults).
+	Required   int
+	Uses       int
+	TTL        time.Duration
+	Approvers  []string
+	AllowOwner bool
 }
 
 // Request creates a pending approval for a call, unless the identity has
@@ -73,11 +80,16 @@ func (s *Service) Request(ctx context.Context, in RequestInput) (*Approval, erro
 	if n >= s.o.MaxPending {
 		return nil, warden.Errorf(warden.CodeApprovalQuota, "identity %s has %d approval requests pending; wait for decisions before asking again", in.IdentityName, n)
 	}
+	ttl := s.o.TTL
+	if in.TTL > 0 {
+		ttl = in.TTL
+	}
 	a := &Approval{
 		ID: warden.NewID(warden.PrefixApproval), IdentityID: in.IdentityID, IdentityName: in.IdentityName, Owner: in.Owner,
 		Action: in.Action, Method: in.Method, Path: in.Path, Resource: in.Resource, Fingerprint: in.Fingerprint,
-		Policy: in.Policy, Rule: in.Rule, Reason: in.Reason, Status: StatusPending, UsesLeft: 1,
-		CreatedAt: now, ExpiresAt: now.Add(s.o.TTL),
+		Policy: in.Policy, Rule: in.Rule, Reason: in.Reason, Status: StatusPending, UsesLeft: max(in.Uses, 1),
+		Required: max(in.Required, 1), Approvers: in.Approvers, AllowOwner: in.AllowOwner,
+		CreatedAt: now, ExpiresAt: now.Add(ttl),
 	}
 	if err := s.o.Store.CreateApproval(ctx, a); err != nil {
 		return nil, err
@@ -171,14 +183,35 @@ func (s *Service) List(ctx context.Context, p warden.Principal, status string, l
 	return out, nil
 }
 
-// Decide approves or denies a pending request. Segregation of duties: only
-// an admin holding the approver role decides; nobody decides a request of an
-// identity they own; a request decides once (two racing approvers: exactly
-// one wins, the other gets a conflict).
-func (s *Service) Decide(ctx context.Context, p warden.Principal, id string, approve bool, comment string) (*Approval, error) {
-	if !p.IsAdmin() || !p.HasRole(warden.RoleApprover) {
-		return nil, warden.Errorf(warden.CodeForbidden, "deciding approvals needs the approver role")
+// mayDecide applies the rule's approver list: empty means the approver
+// role; otherwise any listed role the principal holds (admin implies all),
+// or the principal's own subject.
+func mayDecide(p warden.Principal, a *Approval) bool {
+	if !p.IsAdmin() {
+		return false
 	}
+	if len(a.Approvers) == 0 {
+		return p.HasRole(warden.RoleApprover)
+	}
+	for _, x := range a.Approvers {
+		if slices.Contains(warden.Roles, x) {
+			if p.HasRole(x) {
+				return true
+			}
+		} else if p.Subject != "" && p.Subject == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Decide approves or denies a pending request. Segregation of duties: only
+// someone the rule names (default: the approver role) decides; nobody
+// decides a request of an identity they own unless the rule allows it; a
+// rule may require several distinct approvers (the request stays pending
+// until enough approved; one denial ends it); racing deciders resolve to
+// one outcome (the other gets a conflict).
+func (s *Service) Decide(ctx context.Context, p warden.Principal, id string, approve bool, comment string) (*Approval, error) {
 	if len(comment) > 2000 || strings.ContainsAny(comment, "\x00") {
 		return nil, warden.FieldError("comment", "must be at most 2000 characters")
 	}
@@ -186,22 +219,38 @@ func (s *Service) Decide(ctx context.Context, p warden.Principal, id string, app
 	if err != nil {
 		return nil, err
 	}
-	if p.Subject != "" && p.Subject == a.Owner {
+	if !mayDecide(p, a) {
+		if len(a.Approvers) == 0 {
+			return nil, warden.Errorf(warden.CodeForbidden, "deciding approvals needs the approver role")
+		}
+		return nil, warden.Errorf(warden.CodeForbidden, "rule %s/%s names who may approve: %s", a.Policy, a.Rule, strings.Join(a.Approvers, ", "))
+	}
+	if !a.AllowOwner && p.Subject != "" && p.Subject == a.Owner {
 		return nil, warden.Errorf(warden.CodeForbidden, "you own identity %s; someone else must decide its requests", a.IdentityName)
 	}
 	if a.Status != StatusPending {
 		return nil, warden.Errorf(warden.CodeConflict, "approval %s is %s; only pending requests can be decided", a.ID, a.Status)
 	}
+	if approve && slices.Contains(a.ApprovedBy, p.Actor()) {
+		return nil, warden.Errorf(warden.CodeConflict, "you already approved %s; it needs %d distinct approvers", a.ID, a.Required)
+	}
 	now := s.o.Now().UTC()
 	next := *a
-	next.DecidedAt, next.DecidedBy, next.Comment = &now, p.Actor(), comment
+	next.ApprovedBy = slices.Clone(a.ApprovedBy)
+	next.DecidedBy, next.Comment = p.Actor(), comment
 	action := "approval.deny"
-	next.Status = StatusDenied
-	if approve {
-		next.Status, action = StatusApproved, "approval.approve"
+	switch {
+	case !approve:
+		next.Status, next.DecidedAt = StatusDenied, &now
+	case len(a.ApprovedBy)+1 >= max(a.Required, 1):
+		next.ApprovedBy = append(next.ApprovedBy, p.Actor())
+		next.Status, next.DecidedAt, action = StatusApproved, &now, "approval.approve"
+	default:
+		next.ApprovedBy = append(next.ApprovedBy, p.Actor())
+		action = "approval.approve_partial"
 	}
-	rec := warden.NewChange(p, action, "approval", a.ID, map[string]any{"identity": a.IdentityID, "action": a.Action, "comment": comment})
-	if err := s.o.Store.Transition(ctx, &next, StatusPending, a.UsesLeft, &rec); err != nil {
+	rec := warden.NewChange(p, action, "approval", a.ID, map[string]any{"identity": a.IdentityID, "action": a.Action, "comment": comment, "approvals": len(next.ApprovedBy), "required": a.Required})
+	if err := s.o.Store.Transition(ctx, &next, StatusPending, a.UsesLeft, len(a.ApprovedBy), &rec); err != nil {
 		if warden.IsCode(err, warden.CodeConflict) {
 			return nil, warden.Errorf(warden.CodeConflict, "approval %s was decided by someone else first", a.ID)
 		}
@@ -242,7 +291,7 @@ func (s *Service) Consume(ctx context.Context, a *Approval) error {
 	if next.UsesLeft <= 0 {
 		next.Status, next.UsedAt = StatusUsed, &now
 	}
-	if err := s.o.Store.Transition(ctx, &next, StatusApproved, a.UsesLeft, nil); err != nil {
+	if err := s.o.Store.Transition(ctx, &next, StatusApproved, a.UsesLeft, len(a.ApprovedBy), nil); err != nil {
 		if warden.IsCode(err, warden.CodeConflict) {
 			return warden.Errorf(warden.CodeApprovalInvalid, "approval %s was already used", a.ID)
 		}

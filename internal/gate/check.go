@@ -115,10 +115,14 @@ func (g *Gate) approve(ctx context.Context, c *Call, v *Verdict) bool {
 	id := v.Identity
 	fp := approval.Fingerprint(id.ID, c.Op.Action, c.Method, c.Path, c.Resource, c.Params)
 	if c.ApprovalID == "" {
-		a, err := g.approvals.Request(ctx, approval.RequestInput{
+		in := approval.RequestInput{
 			IdentityID: id.ID, IdentityName: id.Name, Owner: id.Owner, Action: c.Op.Action, Method: c.Method, Path: c.Path,
 			Resource: c.Resource, Fingerprint: fp, Policy: v.Decision.Policy, Rule: v.Decision.Rule, Reason: v.Decision.Reason,
-		})
+		}
+		if spec := g.policies.ApprovalFor(v.Decision.Policy, v.Decision.Rule); spec != nil {
+			in.Required, in.Uses, in.TTL, in.Approvers, in.AllowOwner = spec.Required, spec.Uses, spec.TTL, spec.Approvers, spec.AllowOwner
+		}
+		a, err := g.approvals.Request(ctx, in)
 		if err != nil {
 			v.Err = err
 			g.audit(ctx, v, "deny")

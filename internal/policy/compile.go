@@ -69,6 +69,7 @@ type rule struct {
 	limit     *Limit
 	notBefore time.Time // zero: none
 	expiresAt time.Time // zero: none
+	approval  *Approval // require_approval settings; nil for defaults
 
 	// Reasons are built once here so that Decide allocates nothing for them:
 	// matchReason names the rule; reasons[0] is the allow or deny reason,
@@ -218,6 +219,16 @@ func compileRule(e *cel.Env, doc *Document, p *Policy, i int) (*rule, error) {
 		if r.expiresAt, err = time.Parse(time.RFC3339, src.ExpiresAt); err != nil {
 			return nil, docErr(doc, f+".expires_at", src.ID, "expires_at %q is not an RFC 3339 time like 2026-01-02T15:04:05Z", src.ExpiresAt)
 		}
+	}
+	if src.Approval != nil {
+		if r.effect != RequireApproval {
+			return nil, docErr(doc, f+".approval", src.ID, "approval settings apply only to require_approval rules")
+		}
+		a, msg, field := compileApproval(src.Approval)
+		if msg != "" {
+			return nil, docErr(doc, f+".approval."+field, src.ID, "%s", msg)
+		}
+		r.approval = a
 	}
 	if !r.notBefore.IsZero() && !r.expiresAt.IsZero() && !r.expiresAt.After(r.notBefore) {
 		return nil, docErr(doc, f+".expires_at", src.ID, "expires_at must be after not_before (the rule could never apply)")

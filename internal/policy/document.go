@@ -87,6 +87,25 @@ type Rule struct {
 	NotBefore   string     `json:"not_before,omitempty" yaml:"not_before,omitempty"`
 	ExpiresAt   string     `json:"expires_at,omitempty" yaml:"expires_at,omitempty"`
 	Description string     `json:"description,omitempty" yaml:"description,omitempty"`
+	// Approval tunes a require_approval rule: who may approve, how many
+	// distinct approvers, how many uses, for how long.
+	Approval *ApprovalSpec `json:"approval,omitempty" yaml:"approval,omitempty"`
+}
+
+// ApprovalSpec says how a require_approval rule is approved. Approvers
+// lists admin roles (admin, security, approver, auditor, owner) or people
+// (the subject of their admin token, e.g. an email address); empty means
+// anyone with the approver role. Required distinct approvers must approve
+// (default 1, at most 5). Uses is how many identical calls one approval
+// covers (default 1, at most 100). TTL is how long the request and the
+// approval live (default: the server's approval_ttl). AllowOwner lets the
+// identity's own owner approve (off by default: segregation of duties).
+type ApprovalSpec struct {
+	Approvers  []string `json:"approvers,omitempty" yaml:"approvers,omitempty"`
+	Required   int      `json:"required,omitempty" yaml:"required,omitempty"`
+	Uses       int      `json:"uses,omitempty" yaml:"uses,omitempty"`
+	TTL        string   `json:"ttl,omitempty" yaml:"ttl,omitempty"`
+	AllowOwner bool     `json:"allow_owner,omitempty" yaml:"allow_owner,omitempty"`
 }
 
 // LimitSpec is a rate limit as written: Count calls per Per, where Per is a Go
@@ -646,7 +665,7 @@ func (d *docDecoder) rules(n *yaml.Node) ([]Rule, error) {
 		path := fmt.Sprintf("rules[%d]", i)
 		d.lines[path] = resolve(c).Line
 		var r Rule
-		err := d.mapping(c, path, []string{"id", "effect", "actions", "when", "limit", "not_before", "expires_at", "description"}, func(key string, v *yaml.Node) error {
+		err := d.mapping(c, path, []string{"id", "effect", "actions", "when", "limit", "not_before", "expires_at", "description", "approval"}, func(key string, v *yaml.Node) error {
 			var err error
 			fp := join(path, key)
 			switch key {
@@ -666,6 +685,8 @@ func (d *docDecoder) rules(n *yaml.Node) ([]Rule, error) {
 				r.ExpiresAt, err = d.str(v, fp)
 			case "description":
 				r.Description, err = d.str(v, fp)
+			case "approval":
+				r.Approval, err = d.approval(v, fp)
 			}
 			return err
 		})
@@ -675,6 +696,46 @@ func (d *docDecoder) rules(n *yaml.Node) ([]Rule, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+func (d *docDecoder) approval(n *yaml.Node, path string) (*ApprovalSpec, error) {
+	if isNull(resolve(n)) {
+		return nil, nil
+	}
+	a := &ApprovalSpec{}
+	whole := func(v *yaml.Node, fp string) (int, error) {
+		v = resolve(v)
+		if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
+			return 0, fieldErr(fp, v, "must be a whole number")
+		}
+		c, err := strconv.Atoi(v.Value)
+		if err != nil {
+			return 0, fieldErr(fp, v, "must be a small whole number")
+		}
+		return c, nil
+	}
+	err := d.mapping(n, path, []string{"approvers", "required", "uses", "ttl", "allow_owner"}, func(key string, v *yaml.Node) error {
+		var err error
+		fp := join(path, key)
+		switch key {
+		case "approvers":
+			a.Approvers, err = d.strList(v, fp)
+		case "required":
+			a.Required, err = whole(v, fp)
+		case "uses":
+			a.Uses, err = whole(v, fp)
+		case "ttl":
+			a.TTL, err = d.str(v, fp)
+		case "allow_owner":
+			v = resolve(v)
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				return fieldErr(fp, v, "must be true or false")
+			}
+			a.AllowOwner = v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
+		}
+		return err
+	})
+	return a, err
 }
 
 func (d *docDecoder) limit(n *yaml.Node, path string) (*LimitSpec, error) {

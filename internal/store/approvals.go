@@ -12,7 +12,7 @@ import (
 
 var _ approval.Store = (*Store)(nil)
 
-const approvalCols = `id, identity_id, identity_name, owner, action, method, path, resource, fingerprint, policy, rule, reason, status, uses_left, created_at, expires_at, decided_at, decided_by, comment, used_at`
+const approvalCols = `id, identity_id, identity_name, owner, action, method, path, resource, fingerprint, policy, rule, reason, status, uses_left, created_at, expires_at, decided_at, decided_by, comment, used_at, required, approvers, allow_owner, approved_by, approved_count`
 
 func scanApproval(sc interface{ Scan(...any) error }) (*approval.Approval, error) {
 	var (
@@ -20,11 +20,17 @@ func scanApproval(sc interface{ Scan(...any) error }) (*approval.Approval, error
 		resource         string
 		created, expires int64
 		decided, usedAt  sql.NullInt64
+		approvers, by    string
+		allowOwner, n    int64
 	)
 	if err := sc.Scan(&a.ID, &a.IdentityID, &a.IdentityName, &a.Owner, &a.Action, &a.Method, &a.Path, &resource, &a.Fingerprint,
-		&a.Policy, &a.Rule, &a.Reason, &a.Status, &a.UsesLeft, &created, &expires, &decided, &a.DecidedBy, &a.Comment, &usedAt); err != nil {
+		&a.Policy, &a.Rule, &a.Reason, &a.Status, &a.UsesLeft, &created, &expires, &decided, &a.DecidedBy, &a.Comment, &usedAt,
+		&a.Required, &approvers, &allowOwner, &by, &n); err != nil {
 		return nil, err
 	}
+	_ = json.Unmarshal([]byte(approvers), &a.Approvers)
+	_ = json.Unmarshal([]byte(by), &a.ApprovedBy)
+	a.AllowOwner = allowOwner != 0
 	_ = json.Unmarshal([]byte(resource), &a.Resource)
 	a.CreatedAt, a.ExpiresAt = fromMicros(created), fromMicros(expires)
 	a.DecidedAt, a.UsedAt = fromNullMicros(decided), fromNullMicros(usedAt)
@@ -37,9 +43,12 @@ func (s *Store) CreateApproval(ctx context.Context, a *approval.Approval) error 
 	if err != nil {
 		return warden.FieldError("resource", "cannot be encoded")
 	}
-	_, err = s.exec(ctx, s.db, `INSERT INTO approvals (`+approvalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	approvers, _ := json.Marshal(nonNil(a.Approvers))
+	by, _ := json.Marshal(nonNil(a.ApprovedBy))
+	_, err = s.exec(ctx, s.db, `INSERT INTO approvals (`+approvalCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.ID, a.IdentityID, a.IdentityName, a.Owner, a.Action, a.Method, a.Path, string(res), a.Fingerprint, a.Policy, a.Rule, a.Reason,
-		a.Status, a.UsesLeft, micros(a.CreatedAt), micros(a.ExpiresAt), nullMicros(a.DecidedAt), a.DecidedBy, a.Comment, nullMicros(a.UsedAt))
+		a.Status, a.UsesLeft, micros(a.CreatedAt), micros(a.ExpiresAt), nullMicros(a.DecidedAt), a.DecidedBy, a.Comment, nullMicros(a.UsedAt),
+		max(a.Required, 1), string(approvers), boolInt(a.AllowOwner), string(by), len(a.ApprovedBy))
 	return err
 }
 
@@ -85,10 +94,11 @@ func (s *Store) CountPending(ctx context.Context, identityID string, now time.Ti
 
 // Transition implements approval.Store: compare-and-set on status and
 // uses_left, so racing deciders or retries resolve to exactly one winner.
-func (s *Store) Transition(ctx context.Context, a *approval.Approval, from string, fromUses int, rec *warden.Change) error {
+func (s *Store) Transition(ctx context.Context, a *approval.Approval, from string, fromUses, fromApprovals int, rec *warden.Change) error {
+	by, _ := json.Marshal(nonNil(a.ApprovedBy))
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `UPDATE approvals SET status = ?, uses_left = ?, decided_at = ?, decided_by = ?, comment = ?, used_at = ? WHERE id = ? AND status = ? AND uses_left = ?`,
-			a.Status, a.UsesLeft, nullMicros(a.DecidedAt), a.DecidedBy, a.Comment, nullMicros(a.UsedAt), a.ID, from, fromUses)
+		res, err := s.exec(ctx, tx, `UPDATE approvals SET status = ?, uses_left = ?, decided_at = ?, decided_by = ?, comment = ?, used_at = ?, approved_by = ?, approved_count = ? WHERE id = ? AND status = ? AND uses_left = ? AND approved_count = ?`,
+			a.Status, a.UsesLeft, nullMicros(a.DecidedAt), a.DecidedBy, a.Comment, nullMicros(a.UsedAt), string(by), len(a.ApprovedBy), a.ID, from, fromUses, fromApprovals)
 		if err != nil {
 			return err
 		}
@@ -110,4 +120,11 @@ func (s *Store) ExpirePending(ctx context.Context, identityID string, now time.T
 	}
 	n, _ := res.RowsAffected()
 	return int(n), nil
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
