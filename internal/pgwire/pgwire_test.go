@@ -685,6 +685,32 @@ func TestExecuteAPI(t *testing.T) {
 	if status != 400 {
 		t.Fatalf("garbage: %d %v", status, out)
 	}
+	// What the execute front cannot run faithfully is refused as invalid.
+	for _, bad := range []struct {
+		sql  string
+		args []any
+	}{
+		{"SELECT $2::int", []any{1}},
+		{"BEGIN", nil},
+		{"COPY " + e.q("customers") + " TO STDOUT", nil},
+		{"SELECT 1; SELECT $1::int", []any{1}},
+	} {
+		if status, out := call(bad.sql, bad.args...); status != 400 || out["code"] != "invalid" {
+			t.Fatalf("%q: %d %v", bad.sql, status, out)
+		}
+	}
+	// Several statements run in one transaction and return typed values.
+	status, out = call("INSERT INTO " + e.q("orders") + " (customer_id, amount) VALUES (7, 12.50); SELECT amount, now() IS NOT NULL AS ok, gen_random_uuid() AS id FROM " + e.q("orders") + " WHERE customer_id = 7")
+	if status != 200 {
+		t.Fatalf("multi-statement: %d %v", status, out)
+	}
+	rows = out["rows"].([]any)
+	if len(rows) != 1 || fmt.Sprint(rows[0].([]any)[0]) != "12.5" || rows[0].([]any)[1] != true || len(fmt.Sprint(rows[0].([]any)[2])) != 36 {
+		t.Fatalf("typed values: %v", out)
+	}
+	if st := out["statements"].([]any); len(st) != 2 || st[0].(map[string]any)["row_count"] != float64(1) {
+		t.Fatalf("statements: %v", out["statements"])
+	}
 	// Statement timeout from the connector (5s).
 	status, out = call("SELECT pg_sleep(10)")
 	if status == 200 {
