@@ -501,7 +501,7 @@ func (g *Gateway) check(ctx context.Context, call *gate.Call, opts callOptions, 
 	if v.Pending != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
 		return nil, pendingResult(v, name)
 	}
-	return nil, denial(v, name)
+	return nil, denial(v, name, call.Op.Action)
 }
 
 // PendingApproval is the structured content of a call waiting for a human.
@@ -535,9 +535,9 @@ type Denial struct {
 	Action   string `json:"action"`
 }
 
-func denial(v *gate.Verdict, name string) *sdk.CallToolResult {
+func denial(v *gate.Verdict, name, action string) *sdk.CallToolResult {
 	code := string(warden.ErrorCode(v.Err))
-	d := Denial{Decision: "deny", Code: code, Reason: describe(v.Err), Policy: v.Decision.Policy, Rule: v.Decision.Rule}
+	d := Denial{Decision: "deny", Code: code, Reason: describe(v.Err), Policy: v.Decision.Policy, Rule: v.Decision.Rule, Action: action}
 	if c := v.Decision.Code; c != "" && string(c) == code {
 		d.Reason = v.Decision.Reason
 	}

@@ -131,7 +131,7 @@ func TestGovernedHTTPTools(t *testing.T) {
 		if !r.IsError || !strings.Contains(text(r), "no-evil-mail") || !strings.Contains(text(r), "denied") {
 			t.Fatalf("forbidden argument: %+v %s", r, text(r))
 		}
-		if d := structured(t, r); d["code"] != "denied" || d["rule"] != "no-evil-mail" {
+		if d := structured(t, r); d["code"] != "denied" || d["rule"] != "no-evil-mail" || d["action"] != "crm:emails.send" {
 			t.Fatalf("denial content %v", d)
 		}
 		r = callTool(t, cs, "crm__emails.send", map[string]any{"to": "x@good.example", "subject": "hi"})
