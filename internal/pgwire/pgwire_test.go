@@ -680,6 +680,40 @@ func TestExecuteAPI(t *testing.T) {
 	if status != 202 || !strings.HasPrefix(fmt.Sprint(out["approval_id"]), "apr_") {
 		t.Fatalf("delete: %d %v", status, out)
 	}
+	// Prefer: wait: the request waits for the human and then runs once.
+	go func() {
+		for range 100 {
+			var l apitype.ApprovalList
+			if err := e.srv.Root.Do(ctx, http.MethodGet, "/v1/approvals?status=pending", nil, &l); err == nil {
+				for _, a := range l.Approvals {
+					if a.Action == "crm-db:delete" && a.ID != out["approval_id"] {
+						_ = e.srv.Root.Do(ctx, http.MethodPost, "/v1/approvals/"+a.ID+"/approve", apitype.ApprovalDecision{Comment: "ok"}, nil)
+						return
+					}
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	{
+		body, _ := json.Marshal(map[string]any{"connector": "crm-db", "operation": "query", "params": map[string]any{"sql": "DELETE FROM " + e.q("customers") + " WHERE id = $1", "args": []any{5}}})
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.srv.URL+"/v1/execute", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+e.agentKey)
+		req.Header.Set("Prefer", "wait=20")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&res)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || fmt.Sprint(res["statements"].([]any)[0].(map[string]any)["row_count"]) != "1" {
+			t.Fatalf("delete with Prefer: wait: %d %v", resp.StatusCode, res)
+		}
+		if e.count(t, "customers") != 49 {
+			t.Fatal("the approved delete did not run exactly once")
+		}
+	}
 	// Garbage SQL is refused as invalid.
 	status, out = call("DROP TABLE x; SELEC")
 	if status != 400 {

@@ -15,8 +15,10 @@ import (
 
 	"warden"
 	"warden/apitype"
+	"warden/internal/approval"
 	"warden/internal/connector"
 	"warden/internal/gate"
+	"warden/internal/policy"
 	"warden/internal/problem"
 )
 
@@ -90,6 +92,26 @@ func (p *Proxy) executeSQL(w http.ResponseWriter, r *http.Request, who warden.Pr
 	}
 	base := gate.Call{Principal: who, ClientIP: clientIP(r), UserAgent: r.UserAgent(), RequestID: problem.RequestID(r.Context()), ApprovalID: r.Header.Get("Warden-Approval")}
 	res, v, err := p.o.SQL.ExecuteSQL(r.Context(), base, c, in.Operation, params)
+	// Prefer: wait=N: wait for the human, then run the identical call once
+	// with the approval (as the HTTP operations do).
+	if v != nil && v.Pending != nil && p.o.Approvals != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
+		if wait := preferWait(r.Header.Values("Prefer")); wait > 0 {
+			a, werr := p.o.Approvals.Wait(r.Context(), v.Pending.ID, wait)
+			switch {
+			case werr != nil:
+				p.fail(w, r, werr, nil)
+				return
+			case a.Status == approval.StatusApproved:
+				base.ApprovalID = a.ID
+				res, v, err = p.o.SQL.ExecuteSQL(r.Context(), base, c, in.Operation, params)
+			case a.Status == approval.StatusDenied:
+				p.fail(w, r, warden.Errorf("denied", "a human denied this call (approval %s): %s", a.ID, a.Comment), &policy.Decision{Effect: policy.Deny, Code: "denied", Policy: a.Policy, Rule: a.Rule})
+				return
+			default:
+				v.Pending = a
+			}
+		}
+	}
 	if v != nil && v.Err != nil {
 		if v.Pending != nil && warden.IsCode(v.Err, warden.CodeApprovalRequired) {
 			writePending(w, v)
