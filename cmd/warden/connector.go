@@ -208,7 +208,7 @@ then apply it.`,
 	importCmd.Flags().StringVarP(&imp.format, "output", "o", "yaml", "document format: yaml or json")
 	importCmd.Flags().BoolVar(&imp.apply, "apply", false, "create or replace the connector on the server instead of printing it")
 
-	cmd.AddCommand(apply, list, get, del, catalog, importCmd)
+	cmd.AddCommand(apply, list, get, del, catalog, importCmd, newConnectorAcceptChangesCmd(c))
 	return cmd
 }
 
