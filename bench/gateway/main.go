@@ -22,6 +22,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +41,18 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "duration of each measurement")
 	rates := flag.String("rates", "500,1000,2000", "fixed request rates to measure (requests/s)")
 	conns := flag.Int("conns", 32, "concurrent connections at saturation")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to FILE")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	upstream := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer bench-upstream-token" && r.Header.Get("X-Bare") == "" {

@@ -238,6 +238,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, who warden.Pri
 		ErrorLog: slog.NewLogLogger(p.o.Logger.Handler(), slog.LevelWarn),
 	}
 	rp.ServeHTTP(cw, r)
+	// Hand the agent its whole answer before recording the outcome: the
+	// completed record is durable like every audit event, but the agent
+	// need not wait for it.
+	cw.Flush()
 	// The completed record must not be lost to a client that hung up.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
