@@ -63,8 +63,14 @@ func TestCrashChild(t *testing.T) {
 		out.Flush() // one write per line: a pipe write this small is atomic
 		mu.Unlock()
 	}
-	say("ready\n")
 	ids := identity.New(identity.Options{Store: st})
+	// At least one admin change per run is committed before any kill can
+	// come, so the exactly-once check below never holds vacuously.
+	if _, err := ids.Create(ctx, root, identity.CreateInput{Name: "crash-first-" + strconv.FormatInt(rand.Int64(), 36), Type: "ai_agent", Owner: "alice@example.com"}); err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	say("ready\n")
 	go func() {
 		for i := 0; ; i++ {
 			ids.Create(ctx, root, identity.CreateInput{Name: "crash-" + strconv.FormatInt(rand.Int64(), 36), Type: "ai_agent", Owner: "alice@example.com"})
