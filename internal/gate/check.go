@@ -202,7 +202,7 @@ func (g *Gate) Check(ctx context.Context, c *Call) *Verdict {
 	d, id, err := g.Decide(ctx, Question{
 		Identity: c.Principal.ID, Action: c.Op.Action, Class: c.Op.Class,
 		Resource: c.Resource, Params: c.Params, Context: c.Context,
-		IP: c.ClientIP, Method: c.Method, Path: c.Path,
+		IP: c.ClientIP, Method: c.Method, Path: c.Path, SkipMatched: true,
 	})
 	if err != nil {
 		v.Decision = policy.Decision{Effect: policy.Deny, Code: policy.Code(warden.CodeUnavailable), Reason: "the gate could not decide"}

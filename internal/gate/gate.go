@@ -76,6 +76,8 @@ type Question struct {
 	Approved bool
 	DryRun   bool
 	Explain  bool
+	// SkipMatched: the caller needs only the deciding rule (hot path).
+	SkipMatched bool
 }
 
 // Identity-status decision codes, decided before any policy.
@@ -106,7 +108,7 @@ func (g *Gate) Decide(ctx context.Context, q Question) (policy.Decision, *identi
 		Identity: policy.Identity{ID: id.ID, Name: id.Name, Type: id.Type, Owner: id.Owner, Environment: id.Environment, Labels: id.Labels},
 		Action:   q.Action, Class: q.Class, Resource: q.Resource, Params: q.Params, Context: q.Context,
 		Time: q.Time, IP: q.IP, Method: q.Method, Path: q.Path,
-		Approved: q.Approved, DryRun: q.DryRun, Explain: q.Explain,
+		Approved: q.Approved, DryRun: q.DryRun, Explain: q.Explain, SkipMatched: q.SkipMatched,
 	}
 	return g.policies.Decide(ctx, req), id, nil
 }

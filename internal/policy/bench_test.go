@@ -151,6 +151,16 @@ func BenchmarkDecideRealistic(b *testing.B) {
 	runDecide(b, set)
 }
 
+// BenchmarkDecideRealisticHotPath is the same set as the gateway asks it:
+// the deciding rule only (SkipMatched), no allocation per decision.
+func BenchmarkDecideRealisticHotPath(b *testing.B) {
+	set := newBenchSet(b, 100, 10, 20)
+	for i := range set.reqs {
+		set.reqs[i].SkipMatched = true
+	}
+	runDecide(b, set)
+}
+
 // BenchmarkDecideScaling grows the policy count with the identities they
 // govern (two identities per policy, plus five organisation-wide policies): the rules
 // that could match a request stay about the same, the total grows 1000x.
@@ -166,6 +176,9 @@ func BenchmarkDecideScaling(b *testing.B) {
 				extra = append(extra, mustPolicy(b, src))
 			}
 			set.engine.Replace(extra)
+			for i := range set.reqs {
+				set.reqs[i].SkipMatched = true // as the gateway asks
+			}
 			runDecide(b, set)
 		})
 	}

@@ -53,6 +53,10 @@ type Request struct {
 	DryRun bool
 	// Explain fills Decision.Trace.
 	Explain bool
+	// SkipMatched says the caller does not read Decision.Matched when
+	// several rules matched (the gateway's hot path): Decide then allocates
+	// nothing for it. The deciding rule is always reported.
+	SkipMatched bool
 }
 
 // Code is the decision code clients see.
@@ -785,7 +789,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	case len(matched) == 1 && matched[0].err == "":
 		// The common case shares the rule's prebuilt, capacity-1 slice.
 		d.Matched = matched[0].r.single
-	case len(matched) > 0:
+	case len(matched) > 0 && !req.SkipMatched:
 		d.Matched = make([]Match, len(matched))
 		for i, m := range matched {
 			d.Matched[i] = Match{Policy: m.r.pol.name, Rule: m.r.id, Effect: m.r.effect, Error: m.err}
