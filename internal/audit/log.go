@@ -324,7 +324,17 @@ func (l *Log) commit(batch []*request) {
 		adopted int
 	)
 	var scratch []byte
-	err := l.store.AppendAudit(ctx, maxChangesPerBatch, func(head Head, changes []PendingChange) (Batch, error) {
+	// A batch of appends adopts admin changes only when this process may
+	// have made some; pumps (a tick, Pump, Close) always look.
+	limit := maxChangesPerBatch
+	forced := len(batch) == 0
+	for _, r := range batch {
+		forced = forced || r.pump
+	}
+	if !forced && !l.store.ChangesMaybePending() {
+		limit = 0
+	}
+	err := l.store.AppendAudit(ctx, limit, func(head Head, changes []PendingChange) (Batch, error) {
 		events = events[:0]
 		b := Batch{ChangeEvent: make([]int, len(changes))}
 		for i, c := range changes {

@@ -21,6 +21,11 @@ type Store interface {
 	// (ChangeEvent), advances the head to the last event and commits. build
 	// may run more than once if the engine retries; it must be pure.
 	AppendAudit(ctx context.Context, maxChanges int, build BuildFunc) error
+	// ChangesMaybePending reports whether this process recorded admin
+	// changes that may not be audited yet. A false answer lets a batch skip
+	// the outbox query; changes made elsewhere (other replicas) are adopted
+	// by the periodic pump, which always queries.
+	ChangesMaybePending() bool
 	// AuditHead reads the head row.
 	AuditHead(ctx context.Context) (Head, error)
 	// ScanAudit calls fn for every event with seq > after, in seq order.

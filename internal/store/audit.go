@@ -72,7 +72,9 @@ END $$`,
 // synchronous_commit on: the commit returns only once the WAL is flushed,
 // whatever the server's default.
 func (s *Store) AppendAudit(ctx context.Context, maxChanges int, build audit.BuildFunc) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	gen := s.changesGen.Load()
+	drained := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		lock := ``
 		if s.engine == Postgres {
 			if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit TO on`); err != nil {
@@ -82,7 +84,11 @@ func (s *Store) AppendAudit(ctx context.Context, maxChanges int, build audit.Bui
 		}
 		var head audit.Head
 		var hash []byte
-		if err := s.queryRow(ctx, tx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock).Scan(&head.Seq, &hash); err != nil {
+		headStmt, err := s.auditStatic(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+lock)
+		if err != nil {
+			return err
+		}
+		if err := tx.StmtContext(ctx, headStmt).QueryRowContext(ctx).Scan(&head.Seq, &hash); err != nil {
 			return s.dbErr(err)
 		}
 		copy(head.Hash[:], hash)
@@ -90,6 +96,7 @@ func (s *Store) AppendAudit(ctx context.Context, maxChanges int, build audit.Bui
 		if err != nil {
 			return err
 		}
+		drained = maxChanges > 0 && len(changes) < maxChanges
 		b, err := build(head, changes)
 		if err != nil {
 			return err
@@ -106,10 +113,49 @@ func (s *Store) AppendAudit(ctx context.Context, maxChanges int, build audit.Bui
 			}
 		}
 		last := b.Events[len(b.Events)-1]
-		_, err = s.exec(ctx, tx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, last.Seq, last.Hash[:])
-		return err
+		upd, err := s.auditStatic(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`)
+		if err != nil {
+			return err
+		}
+		_, err = tx.StmtContext(ctx, upd).ExecContext(ctx, last.Seq, last.Hash[:])
+		return s.dbErr(err)
 	})
+	if err == nil && drained {
+		// Every change recorded before gen was committed and is now
+		// audited, or is adopted by the next pump.
+		s.auditedGen.Store(gen)
+	}
+	return err
 }
+
+// auditStaticStmts caches the audit path's fixed statements per store, so
+// the writer does not parse SQL on every batch (parsing dominated a small
+// batch's cost on SQLite).
+var auditStaticStmts sync.Map // auditStmtKey -> *sql.Stmt
+
+type auditStmtKey struct {
+	s *Store
+	q string
+}
+
+func (s *Store) auditStatic(ctx context.Context, q string) (*sql.Stmt, error) {
+	k := auditStmtKey{s, q}
+	if v, ok := auditStaticStmts.Load(k); ok {
+		return v.(*sql.Stmt), nil
+	}
+	st, err := s.db.PrepareContext(ctx, s.Rebind(q))
+	if err != nil {
+		return nil, s.dbErr(err)
+	}
+	if v, loaded := auditStaticStmts.LoadOrStore(k, st); loaded {
+		st.Close()
+		return v.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// ChangesMaybePending implements audit.Store.
+func (s *Store) ChangesMaybePending() bool { return s.changesGen.Load() != s.auditedGen.Load() }
 
 func (s *Store) pendingChanges(ctx context.Context, tx *sql.Tx, limit int) ([]audit.PendingChange, error) {
 	if limit <= 0 {

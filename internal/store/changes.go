@@ -15,6 +15,7 @@ func (s *Store) recordChange(ctx context.Context, tx *sql.Tx, c warden.Change) e
 	if c.ID == "" {
 		return warden.Errorf(warden.CodeInternal, "change record without id")
 	}
+	s.changesGen.Add(1)
 	detail := []byte("{}")
 	if c.Detail != nil {
 		b, err := json.Marshal(c.Detail)

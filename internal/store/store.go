@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,6 +49,12 @@ type Store struct {
 
 	mu      sync.RWMutex
 	rebound map[string]string // "?"-placeholder SQL -> engine SQL
+
+	// changesGen counts admin changes recorded by this process; auditedGen
+	// is the count the audit log had seen when it last found the outbox
+	// empty. They differ when changes may wait to be audited (a hint that
+	// spares the audit writer a query per batch; its pump always looks).
+	changesGen, auditedGen atomic.Int64
 }
 
 // Open connects to the database named by opts and applies pending migrations.
@@ -68,6 +75,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.db.Close()
 		return nil, err
 	}
+	s.changesGen.Store(1) // changes from before this start may be pending
 	return s, nil
 }
 
