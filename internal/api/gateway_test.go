@@ -110,8 +110,17 @@ func TestGovernedCallAndAudit(t *testing.T) {
 	if resp.StatusCode != 200 || string(b) != `{"sent":true}` || resp.Header.Get("Warden-Decision") != "allow" {
 		t.Fatalf("allowed call: %d %s", resp.StatusCode, b)
 	}
-	// The audit log holds the decided and completed events, no secret.
-	status, _, _, body := call(t, f.s, "GET", "/v1/audit?limit=50", f.s.RootToken, "", "")
+	// The audit log holds the decided and completed events, no secret. The
+	// completed event is written after the agent has its answer.
+	var status int
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		status, _, _, body = call(t, f.s, "GET", "/v1/audit?limit=50", f.s.RootToken, "", "")
+		if strings.Contains(string(body), "operation.completed") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if status != 200 || !strings.Contains(string(body), "operation.decided") || !strings.Contains(string(body), "operation.completed") {
 		t.Fatalf("audit: %d %s", status, body)
 	}

@@ -253,6 +253,11 @@ func TestAllowedCallInjectsAndStrips(t *testing.T) {
 	if strings.Contains(r.body, "canary") {
 		t.Fatal("secret in response")
 	}
+	// The completed record is written after the agent has its answer.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.audit.kinds()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if k := h.audit.kinds(); len(k) != 2 || k[0] != "operation.decided:allow" || k[1] != "operation.completed:allow" {
 		t.Errorf("audit: %v", k)
 	}
