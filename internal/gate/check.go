@@ -307,7 +307,7 @@ func (g *Gate) Complete(ctx context.Context, v *Verdict, status int, bytesOut in
 	c := v.call
 	r := Record{
 		Kind: "operation.completed", Time: g.now(), Actor: c.Principal.Actor(), IdentityID: c.Principal.ID,
-		Action: c.Op.Action, Decision: "allow", Code: string(v.Decision.Code), Policy: v.Decision.Policy, Rule: v.Decision.Rule,
+		Action: c.Op.Action, Resource: c.Resource, Decision: "allow", Code: string(v.Decision.Code), Policy: v.Decision.Policy, Rule: v.Decision.Rule,
 		Method: c.Method, Path: c.Path, ClientIP: c.ClientIP, RequestID: c.RequestID, BytesIn: c.BytesIn, BytesOut: bytesOut,
 		Status: status, Latency: g.now().Sub(v.start), DecidedSeq: v.DecidedSeq, Detail: c.Detail,
 	}
