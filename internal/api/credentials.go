@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"warden"
@@ -31,13 +32,9 @@ func (a *API) createCredential(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p := principal(r)
-	identityID := ""
-	if in.Identity != "" {
-		id, err := a.o.Identities.Get(r.Context(), p, in.Identity)
-		if err != nil {
-			return &warden.Error{Code: warden.CodeInvalid, Field: "identity", Message: "no such identity"}
-		}
-		identityID = id.ID
+	identityID, err := a.identityRef(r, p, in.Identity)
+	if err != nil {
+		return err
 	}
 	ci := credential.CreateInput{
 		Name: in.Name, Type: in.Type, Connector: in.Connector, Identity: identityID, Owner: in.Owner,
@@ -126,4 +123,22 @@ func (a *API) deleteCredential(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// identityRef resolves an optional identity reference (id or name) in a
+// request body to its id, as p may see it. An empty reference is "" (no
+// binding); an unknown one is a 400 naming the field; other errors (the
+// database unavailable) pass through.
+func (a *API) identityRef(r *http.Request, p warden.Principal, ref string) (string, error) {
+	if ref == "" {
+		return "", nil
+	}
+	id, err := a.o.Identities.Get(r.Context(), p, ref)
+	if warden.IsCode(err, warden.CodeNotFound) {
+		return "", &warden.Error{Code: warden.CodeInvalid, Field: "identity", Message: "no identity " + strconv.Quote(ref)}
+	}
+	if err != nil {
+		return "", err
+	}
+	return id.ID, nil
 }

@@ -77,13 +77,9 @@ func (a *API) resolveDiscovery(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in, false); err != nil {
 		return err
 	}
-	identityID := ""
-	if in.Identity != "" {
-		id, err := a.o.Identities.Get(r.Context(), principal(r), in.Identity)
-		if err != nil {
-			return &warden.Error{Code: warden.CodeInvalid, Field: "identity", Message: "no such identity"}
-		}
-		identityID = id.ID
+	identityID, err := a.identityRef(r, principal(r), in.Identity)
+	if err != nil {
+		return err
 	}
 	d, err := a.o.Inventory.Resolve(r.Context(), principal(r), r.PathValue("id"), discovery.ResolveInput{Status: in.Status, IdentityID: identityID, Owner: in.Owner, Note: in.Note})
 	if err != nil {
@@ -109,13 +105,9 @@ func (a *API) vaultDiscovery(w http.ResponseWriter, r *http.Request) error {
 	if d.Status == discovery.StatusVaulted {
 		return warden.Errorf(warden.CodeConflict, "discovery %s is already vaulted as %s", d.ID, d.CredentialID)
 	}
-	identityID := ""
-	if in.Identity != "" {
-		id, err := a.o.Identities.Get(r.Context(), p, in.Identity)
-		if err != nil {
-			return &warden.Error{Code: warden.CodeInvalid, Field: "identity", Message: "no such identity"}
-		}
-		identityID = id.ID
+	identityID, err := a.identityRef(r, p, in.Identity)
+	if err != nil {
+		return err
 	}
 	c, err := a.o.Credentials.Create(r.Context(), p, credential.CreateInput{
 		Name: in.Name, Type: in.Type, Connector: in.Connector, Identity: identityID, Owner: d.Owner, Secret: in.Secret,

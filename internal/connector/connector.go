@@ -214,22 +214,8 @@ func Compile(d *Document, urlName string) (*Connector, error) {
 	}
 	u.Path = strings.TrimRight(u.Path, "/")
 	c := &Connector{Doc: d, Name: d.Name, Base: u, Timeout: 30 * time.Second, MaxRequest: 10 << 20, MaxResp: 64 << 20, ops: map[string]*Op{}}
-	if d.Timeout != "" {
-		if c.Timeout, err = time.ParseDuration(d.Timeout); err != nil || c.Timeout <= 0 || c.Timeout > 10*time.Minute {
-			return nil, warden.FieldError("timeout", "must be a duration between 1ms and 10m")
-		}
-	}
-	if d.MaxRequestBytes != 0 {
-		if d.MaxRequestBytes < 0 || d.MaxRequestBytes > 1<<30 {
-			return nil, warden.FieldError("max_request_bytes", "must be between 1 and 1 GiB")
-		}
-		c.MaxRequest = d.MaxRequestBytes
-	}
-	if d.MaxResponseBytes != 0 {
-		if d.MaxResponseBytes < 0 || d.MaxResponseBytes > 1<<31 {
-			return nil, warden.FieldError("max_response_bytes", "must be between 1 and 2 GiB")
-		}
-		c.MaxResp = d.MaxResponseBytes
+	if err := applyLimits(d, c); err != nil {
+		return nil, err
 	}
 	if d.Auth == nil {
 		d.Auth = &Auth{Type: "none"}
@@ -363,6 +349,31 @@ func checkParamValue(v string) error {
 		return errors.New("must not contain control characters")
 	case len(v) > 1024:
 		return errors.New("is longer than 1024 bytes")
+	}
+	return nil
+}
+
+// applyLimits sets the timeout and size limits a document gives, within the
+// bounds every connector type shares.
+func applyLimits(d *Document, c *Connector) error {
+	if d.Timeout != "" {
+		t, err := time.ParseDuration(d.Timeout)
+		if err != nil || t <= 0 || t > 10*time.Minute {
+			return warden.FieldError("timeout", "must be a duration between 1ms and 10m")
+		}
+		c.Timeout = t
+	}
+	if d.MaxRequestBytes != 0 {
+		if d.MaxRequestBytes < 0 || d.MaxRequestBytes > 1<<30 {
+			return warden.FieldError("max_request_bytes", "must be between 1 and 1 GiB")
+		}
+		c.MaxRequest = d.MaxRequestBytes
+	}
+	if d.MaxResponseBytes != 0 {
+		if d.MaxResponseBytes < 0 || d.MaxResponseBytes > 1<<31 {
+			return warden.FieldError("max_response_bytes", "must be between 1 and 2 GiB")
+		}
+		c.MaxResp = d.MaxResponseBytes
 	}
 	return nil
 }

@@ -140,7 +140,6 @@ func compileMCP(d *Document) (*Connector, error) {
 		return nil, warden.FieldError("operations", "the operations of an MCP connector are its upstream's tools, recorded in mcp.tools")
 	}
 	c := &Connector{Doc: d, Name: d.Name, Timeout: 30 * time.Second, MaxRequest: 10 << 20, MaxResp: 64 << 20, ops: map[string]*Op{}, router: newRouter()}
-	var err error
 	switch {
 	case m.URL != "" && len(m.Command) > 0:
 		return nil, warden.FieldError("mcp", "give either url or command, not both")
@@ -190,23 +189,9 @@ func compileMCP(d *Document) (*Connector, error) {
 	default:
 		return nil, warden.FieldError("mcp", "give url (streamable HTTP) or command (stdio)")
 	}
-	// The same bounds as HTTP connectors (Compile).
-	if d.Timeout != "" {
-		if c.Timeout, err = time.ParseDuration(d.Timeout); err != nil || c.Timeout <= 0 || c.Timeout > 10*time.Minute {
-			return nil, warden.FieldError("timeout", "must be a duration between 1ms and 10m")
-		}
-	}
-	if d.MaxRequestBytes != 0 {
-		if d.MaxRequestBytes < 0 || d.MaxRequestBytes > 1<<30 {
-			return nil, warden.FieldError("max_request_bytes", "must be between 1 and 1 GiB")
-		}
-		c.MaxRequest = d.MaxRequestBytes
-	}
-	if d.MaxResponseBytes != 0 {
-		if d.MaxResponseBytes < 0 || d.MaxResponseBytes > 1<<31 {
-			return nil, warden.FieldError("max_response_bytes", "must be between 1 and 2 GiB")
-		}
-		c.MaxResp = d.MaxResponseBytes
+	// The same bounds as HTTP connectors.
+	if err := applyLimits(d, c); err != nil {
+		return nil, err
 	}
 	if len(m.Tools) == 0 {
 		return nil, warden.FieldError("mcp.tools", "no approved tools: Warden records the upstream's tools when the connector is PUT through the API (the upstream must be reachable and offer at least one tool)")
