@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"warden/apitype"
 
 	"github.com/spf13/cobra"
 
@@ -184,7 +185,7 @@ the checkpoint file, which proves the file and the database agree but not who si
 	return cmd
 }
 
-func printVerify(w io.Writer, r api.AuditVerify) {
+func printVerify(w io.Writer, r apitype.AuditVerify) {
 	for _, warn := range r.Warnings {
 		fmt.Fprintln(w, "warning:", warn)
 	}
@@ -218,7 +219,7 @@ func newAuditQueryCmd(c *cli) *cobra.Command {
 			if cursor != "" {
 				v.Set("cursor", cursor)
 			}
-			var res api.AuditList
+			var res apitype.AuditList
 			if err := cl.Do(cmd.Context(), "GET", "/v1/audit?"+v.Encode(), nil, &res); err != nil {
 				return err
 			}

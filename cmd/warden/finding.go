@@ -5,10 +5,9 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"warden/apitype"
 
 	"github.com/spf13/cobra"
-
-	"warden/internal/api"
 )
 
 // newFindingCmd: behavioural findings (docs/monitor.md).
@@ -39,7 +38,7 @@ func newFindingCmd(c *cli) *cobra.Command {
 			if limit > 0 {
 				v.Set("limit", strconv.Itoa(limit))
 			}
-			var res api.FindingList
+			var res apitype.FindingList
 			if err := cl.Do(cmd.Context(), "GET", "/v1/findings?"+v.Encode(), nil, &res); err != nil {
 				return err
 			}
@@ -78,8 +77,8 @@ func newFindingCmd(c *cli) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var res api.Finding
-				if err := cl.Do(cmd.Context(), "POST", "/v1/findings/"+url.PathEscape(args[0])+"/"+path, api.FindingUpdate{Note: note}, &res); err != nil {
+				var res apitype.Finding
+				if err := cl.Do(cmd.Context(), "POST", "/v1/findings/"+url.PathEscape(args[0])+"/"+path, apitype.FindingUpdate{Note: note}, &res); err != nil {
 					return err
 				}
 				return c.output(out, res, func() { fmt.Fprintf(c.stdout, "%s is %s\n", res.ID, res.Status) })
@@ -111,8 +110,8 @@ func newBreakerCmd(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res api.BreakerTripped
-			if err := cl.Do(cmd.Context(), "POST", "/v1/breaker/"+url.PathEscape(args[0])+"/trip", api.BreakerTrip{Reason: reason}, &res); err != nil {
+			var res apitype.BreakerTripped
+			if err := cl.Do(cmd.Context(), "POST", "/v1/breaker/"+url.PathEscape(args[0])+"/trip", apitype.BreakerTrip{Reason: reason}, &res); err != nil {
 				return err
 			}
 			return c.output(out, res, func() {
@@ -130,8 +129,8 @@ func newBreakerCmd(c *cli) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res api.BreakerReset
-			if err := cl.Do(cmd.Context(), "POST", "/v1/breaker/"+url.PathEscape(args[0])+"/reset", api.BreakerTrip{Reason: reason}, &res); err != nil {
+			var res apitype.BreakerReset
+			if err := cl.Do(cmd.Context(), "POST", "/v1/breaker/"+url.PathEscape(args[0])+"/reset", apitype.BreakerTrip{Reason: reason}, &res); err != nil {
 				return err
 			}
 			return c.output(out, res, func() {
@@ -152,7 +151,7 @@ func newBreakerCmd(c *cli) *cobra.Command {
 			Example: "  warden breaker " + verb + ` --owner alice@example.com --reason "incident 42"
   warden breaker ` + verb + ` --label team=support --reason "prompt injection campaign"`,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				in := api.BreakerPause{Owner: owner, Reason: reason}
+				in := apitype.BreakerPause{Owner: owner, Reason: reason}
 				if len(labels) > 0 {
 					var err error
 					if in.Labels, err = parseLabels(labels); err != nil {
@@ -163,7 +162,7 @@ func newBreakerCmd(c *cli) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				var res api.BreakerPaused
+				var res apitype.BreakerPaused
 				if err := cl.Do(cmd.Context(), "POST", "/v1/breaker/"+verb, in, &res); err != nil {
 					return err
 				}

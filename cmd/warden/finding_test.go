@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"warden/apitype"
-	"warden/internal/api"
 	"warden/internal/wardentest"
 )
 
@@ -36,7 +35,7 @@ func TestFindingAndBreakerCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "manual_trip") || !strings.Contains(out, "runaway loop") {
 		t.Fatalf("list: %v %s", err, out)
 	}
-	var list api.FindingList
+	var list apitype.FindingList
 	if err := s.Root.Do(ctx, "GET", "/v1/findings", nil, &list); err != nil || len(list.Findings) != 1 {
 		t.Fatalf("api: %v %+v", err, list)
 	}

@@ -5,95 +5,22 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"warden/apitype"
 
 	"warden"
 	"warden/internal/audit"
 	"warden/internal/problem"
 )
 
-// AuditEvent is one audit event on the wire: the same fields and names as
-// the JSON Lines export (docs/audit.md), hashes in hex.
-type AuditEvent struct {
-	Seq          int64        `json:"seq"`
-	ID           string       `json:"id"`
-	Time         time.Time    `json:"time"`
-	Kind         string       `json:"kind"`
-	Actor        string       `json:"actor"`
-	ActorRoles   []string     `json:"actor_roles,omitempty"`
-	Identity     string       `json:"identity"`
-	Action       string       `json:"action"`
-	Resource     string       `json:"resource"`
-	Decision     string       `json:"decision"`
-	Code         string       `json:"code"`
-	Policy       string       `json:"policy"`
-	Rule         string       `json:"rule"`
-	Reason       string       `json:"reason"`
-	ApprovalID   string       `json:"approval_id,omitempty"`
-	CredentialID string       `json:"credential_id,omitempty"`
-	TraceID      string       `json:"trace_id,omitempty"`
-	Request      AuditRequest `json:"request"`
-	Outcome      AuditOutcome `json:"outcome"`
-	// Detail is a JSON object, exactly as hashed.
-	Detail   any    `json:"detail,omitempty"`
-	V        int    `json:"v"`
-	PrevHash string `json:"prev_hash"`
-	Hash     string `json:"hash"`
-}
-
-// AuditRequest describes the request behind an event.
-type AuditRequest struct {
-	Method        string `json:"method,omitempty"`
-	Path          string `json:"path,omitempty"`
-	ClientIP      string `json:"client_ip,omitempty"`
-	UserAgent     string `json:"user_agent,omitempty"`
-	Bytes         int64  `json:"bytes,omitempty"`
-	ResponseBytes int64  `json:"response_bytes,omitempty"`
-}
-
-// AuditOutcome is what the upstream answered.
-type AuditOutcome struct {
-	Status    int   `json:"status,omitempty"`
-	LatencyUS int64 `json:"latency_us,omitempty"`
-}
-
-// AuditList is the answer of GET /v1/audit.
-type AuditList struct {
-	Events     []AuditEvent `json:"events"`
-	NextCursor string       `json:"next_cursor"`
-}
-
-// AuditProblem names the first bad sequence number and what is wrong.
-type AuditProblem struct {
-	Seq     int64  `json:"seq"`
-	Kind    string `json:"kind"`
-	Message string `json:"message"`
-}
-
-// AuditVerify is the answer of GET /v1/audit/verify.
-type AuditVerify struct {
-	OK bool `json:"ok"`
-	// Events is the number of events checked; Head the hash of the last
-	// one (HeadSeq its seq).
-	Events          int64         `json:"events"`
-	Head            string        `json:"head"`
-	HeadSeq         int64         `json:"head_seq"`
-	Checkpoints     int           `json:"checkpoints"`
-	CheckpointedSeq int64         `json:"checkpointed_seq"`
-	Error           string        `json:"error,omitempty"`
-	FirstBadSeq     int64         `json:"first_bad_seq,omitempty"`
-	Problem         *AuditProblem `json:"problem,omitempty"`
-	Warnings        []string      `json:"warnings,omitempty"`
-}
-
 // AuditEventOut converts an event to its wire form.
-func AuditEventOut(e *audit.Event) AuditEvent {
-	out := AuditEvent{
+func AuditEventOut(e *audit.Event) apitype.AuditEvent {
+	out := apitype.AuditEvent{
 		Seq: e.Seq, ID: e.ID, Time: e.Time, Kind: e.Kind, Actor: e.Actor, ActorRoles: e.ActorRoles, Identity: e.Identity,
 		Action: e.Action, Resource: e.Resource, Decision: e.Decision, Code: e.Code, Policy: e.Policy, Rule: e.Rule,
 		Reason: e.Reason, ApprovalID: e.ApprovalID, CredentialID: e.CredentialID, TraceID: e.TraceID,
-		Request: AuditRequest{Method: e.Request.Method, Path: e.Request.Path, ClientIP: e.Request.ClientIP,
+		Request: apitype.AuditRequest{Method: e.Request.Method, Path: e.Request.Path, ClientIP: e.Request.ClientIP,
 			UserAgent: e.Request.UserAgent, Bytes: e.Request.Bytes, ResponseBytes: e.Request.ResponseBytes},
-		Outcome:  AuditOutcome{Status: e.Outcome.Status, LatencyUS: e.Outcome.Latency.Microseconds()},
+		Outcome:  apitype.AuditOutcome{Status: e.Outcome.Status, LatencyUS: e.Outcome.Latency.Microseconds()},
 		V:        e.V,
 		PrevHash: e.PrevHash.String(), Hash: e.Hash.String(),
 	}
@@ -104,13 +31,13 @@ func AuditEventOut(e *audit.Event) AuditEvent {
 }
 
 // AuditVerifyOut converts a verification report to its wire form.
-func AuditVerifyOut(rep audit.Report) AuditVerify {
-	out := AuditVerify{OK: rep.OK, Events: rep.Events, Head: rep.Head.Hash.String(), HeadSeq: rep.Head.Seq,
+func AuditVerifyOut(rep audit.Report) apitype.AuditVerify {
+	out := apitype.AuditVerify{OK: rep.OK, Events: rep.Events, Head: rep.Head.Hash.String(), HeadSeq: rep.Head.Seq,
 		Checkpoints: rep.Checkpoints, CheckpointedSeq: rep.CheckpointedSeq, Warnings: rep.Warnings}
 	if p := rep.Problem; p != nil {
 		out.Error = p.Error()
 		out.FirstBadSeq = p.Seq
-		out.Problem = &AuditProblem{Seq: p.Seq, Kind: string(p.Kind), Message: p.Message}
+		out.Problem = &apitype.AuditProblem{Seq: p.Seq, Kind: string(p.Kind), Message: p.Message}
 	}
 	return out
 }
@@ -170,7 +97,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := AuditList{Events: make([]AuditEvent, 0, len(evs)), NextCursor: next}
+	out := apitype.AuditList{Events: make([]apitype.AuditEvent, 0, len(evs)), NextCursor: next}
 	for i := range evs {
 		out.Events = append(out.Events, AuditEventOut(&evs[i]))
 	}

@@ -11,18 +11,17 @@ import (
 	"time"
 
 	"warden/apitype"
-	"warden/internal/api"
 	"warden/internal/audit"
 	"warden/internal/wardentest"
 )
 
 // waitAudit polls GET /v1/audit until it returns at least one event (admin
 // changes reach the chain through the outbox within about a second).
-func waitAudit(t *testing.T, s *wardentest.Server, query string) api.AuditList {
+func waitAudit(t *testing.T, s *wardentest.Server, query string) apitype.AuditList {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		var res api.AuditList
+		var res apitype.AuditList
 		if err := s.Root.Do(ctx, "GET", "/v1/audit?"+query, nil, &res); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +93,7 @@ func TestAuditAPI(t *testing.T) {
 		var seqs []int64
 		cursor := ""
 		for {
-			var page api.AuditList
+			var page apitype.AuditList
 			if err := s.Root.Do(ctx, "GET", "/v1/audit?limit=3&identity="+id.ID+"&cursor="+cursor, nil, &page); err != nil {
 				t.Fatal(err)
 			}
@@ -115,7 +114,7 @@ func TestAuditAPI(t *testing.T) {
 			}
 		}
 
-		var v api.AuditVerify
+		var v apitype.AuditVerify
 		if err := s.Root.Do(ctx, "GET", "/v1/audit/verify", nil, &v); err != nil {
 			t.Fatal(err)
 		}

@@ -5,108 +5,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"warden"
 	"warden/apitype"
 	"warden/internal/monitor"
 )
 
-// Finding is one behavioural finding on the wire (docs/monitor.md).
-type Finding struct {
-	ID           string `json:"id"`
-	Identity     string `json:"identity"`
-	IdentityName string `json:"identity_name"`
-	Owner        string `json:"owner"`
-	KeyID        string `json:"key_id,omitempty"`
-	Detector     string `json:"detector"`
-	Severity     string `json:"severity"`
-	// Explanation says what happened and why it is unusual for this identity.
-	Explanation string         `json:"explanation"`
-	Action      string         `json:"action,omitempty"`
-	Evidence    map[string]any `json:"evidence,omitempty"`
-	// Time is when the finding was raised; FirstEventAt the first anomalous
-	// observation behind it.
-	Time         time.Time `json:"time"`
-	FirstEventAt time.Time `json:"first_event_at"`
-	// ActionTaken is what the circuit breaker did: alert, throttle or
-	// suspend (with a note when it had to fall back).
-	ActionTaken     string     `json:"action_taken"`
-	ContainedAt     *time.Time `json:"contained_at,omitempty"`
-	TimeToDetectMS  int64      `json:"time_to_detect_ms"`
-	TimeToContainMS *int64     `json:"time_to_contain_ms,omitempty"`
-	Status          string     `json:"status"`
-	AcknowledgedBy  string     `json:"acknowledged_by,omitempty"`
-	AcknowledgedAt  *time.Time `json:"acknowledged_at,omitempty"`
-	ResolvedBy      string     `json:"resolved_by,omitempty"`
-	ResolvedAt      *time.Time `json:"resolved_at,omitempty"`
-	Note            string     `json:"note,omitempty"`
-}
-
-// FindingList is the answer of GET /v1/findings.
-type FindingList struct {
-	Findings   []Finding `json:"findings"`
-	NextCursor string    `json:"next_cursor"`
-}
-
-// FindingUpdate is the optional body of POST /v1/findings/{id}/ack|resolve.
-type FindingUpdate struct {
-	Note string `json:"note,omitempty"`
-}
-
-// BreakerTrip is the body of POST /v1/breaker/{id}/trip and /reset.
-type BreakerTrip struct {
-	Reason string `json:"reason"`
-}
-
-// BreakerTripped is the answer of POST /v1/breaker/{id}/trip.
-type BreakerTripped struct {
-	Identity apitype.Identity `json:"identity"`
-	Finding  Finding          `json:"finding"`
-}
-
-// BreakerReset is the answer of POST /v1/breaker/{id}/reset.
-type BreakerReset struct {
-	Identity  apitype.Identity `json:"identity"`
-	Throttled bool             `json:"was_throttled"`
-}
-
-// BreakerPause is the body of POST /v1/breaker/pause and /resume: owner,
-// labels (all must match) or both.
-type BreakerPause struct {
-	Owner  string            `json:"owner,omitempty"`
-	Labels map[string]string `json:"labels,omitempty"`
-	Reason string            `json:"reason"`
-}
-
-// BreakerSkipped names an identity a pause or resume left alone, and why.
-type BreakerSkipped struct {
-	Identity string `json:"identity"`
-	Reason   string `json:"reason"`
-}
-
-// BreakerPaused is the answer of POST /v1/breaker/pause and /resume.
-type BreakerPaused struct {
-	Identities []apitype.Identity `json:"identities"`
-	Skipped    []BreakerSkipped   `json:"skipped"`
-}
-
-// Throttle is one identity the breaker is throttling.
-type Throttle struct {
-	Identity string    `json:"identity"`
-	Until    time.Time `json:"until"`
-	Reason   string    `json:"reason"`
-	Finding  string    `json:"finding"`
-}
-
-// ThrottleList is the answer of GET /v1/breaker/throttles.
-type ThrottleList struct {
-	Throttles []Throttle `json:"throttles"`
-}
-
 // FindingOut converts a finding to its wire form.
-func FindingOut(f *monitor.Finding) Finding {
-	out := Finding{ID: f.ID, Identity: f.IdentityID, IdentityName: f.IdentityName, Owner: f.Owner, KeyID: f.KeyID, Detector: f.Detector,
+func FindingOut(f *monitor.Finding) apitype.Finding {
+	out := apitype.Finding{ID: f.ID, Identity: f.IdentityID, IdentityName: f.IdentityName, Owner: f.Owner, KeyID: f.KeyID, Detector: f.Detector,
 		Severity: string(f.Severity), Explanation: f.Explanation, Action: f.Action, Evidence: f.Evidence, Time: f.DetectedAt,
 		FirstEventAt: f.FirstEventAt, ActionTaken: f.ActionTaken, ContainedAt: f.ContainedAt, Status: f.Status,
 		TimeToDetectMS: max(f.DetectedAt.Sub(f.FirstEventAt).Milliseconds(), 0), AcknowledgedBy: f.AckedBy, AcknowledgedAt: f.AckedAt,
@@ -166,7 +73,7 @@ func (a *API) listFindings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := FindingList{Findings: make([]Finding, 0, len(fs)), NextCursor: next}
+	out := apitype.FindingList{Findings: make([]apitype.Finding, 0, len(fs)), NextCursor: next}
 	for _, x := range fs {
 		out.Findings = append(out.Findings, FindingOut(x))
 	}
@@ -191,7 +98,7 @@ func (a *API) updateFinding(resolve bool) func(http.ResponseWriter, *http.Reques
 		if err != nil {
 			return err
 		}
-		var in FindingUpdate
+		var in apitype.FindingUpdate
 		if err := decode(r, &in, true); err != nil {
 			return err
 		}
@@ -212,7 +119,7 @@ func (a *API) tripBreaker(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in BreakerTrip
+	var in apitype.BreakerTrip
 	if err := decode(r, &in, false); err != nil {
 		return err
 	}
@@ -220,7 +127,7 @@ func (a *API) tripBreaker(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, BreakerTripped{Identity: identityOut(id), Finding: FindingOut(f)})
+	return writeJSON(w, http.StatusOK, apitype.BreakerTripped{Identity: identityOut(id), Finding: FindingOut(f)})
 }
 
 func (a *API) resetBreaker(w http.ResponseWriter, r *http.Request) error {
@@ -228,7 +135,7 @@ func (a *API) resetBreaker(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var in BreakerTrip
+	var in apitype.BreakerTrip
 	if err := decode(r, &in, true); err != nil {
 		return err
 	}
@@ -236,7 +143,7 @@ func (a *API) resetBreaker(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, BreakerReset{Identity: identityOut(id), Throttled: was})
+	return writeJSON(w, http.StatusOK, apitype.BreakerReset{Identity: identityOut(id), Throttled: was})
 }
 
 func (a *API) listThrottles(w http.ResponseWriter, r *http.Request) error {
@@ -247,9 +154,9 @@ func (a *API) listThrottles(w http.ResponseWriter, r *http.Request) error {
 	if !principal(r).HasRole(warden.RoleSecurity, warden.RoleAuditor) {
 		return warden.Errorf(warden.CodeForbidden, "listing throttles needs the security or auditor role")
 	}
-	out := ThrottleList{Throttles: []Throttle{}}
+	out := apitype.ThrottleList{Throttles: []apitype.Throttle{}}
 	for _, t := range m.Throttles() {
-		out.Throttles = append(out.Throttles, Throttle{Identity: t.IdentityID, Until: t.Until, Reason: t.Reason, Finding: t.Finding})
+		out.Throttles = append(out.Throttles, apitype.Throttle{Identity: t.IdentityID, Until: t.Until, Reason: t.Reason, Finding: t.Finding})
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
@@ -260,7 +167,7 @@ func (a *API) pauseBreaker(resume bool) func(http.ResponseWriter, *http.Request)
 		if err != nil {
 			return err
 		}
-		var in BreakerPause
+		var in apitype.BreakerPause
 		if err := decode(r, &in, false); err != nil {
 			return err
 		}
@@ -272,12 +179,12 @@ func (a *API) pauseBreaker(resume bool) func(http.ResponseWriter, *http.Request)
 		if err != nil {
 			return err
 		}
-		out := BreakerPaused{Identities: make([]apitype.Identity, 0, len(res.Changed)), Skipped: make([]BreakerSkipped, 0, len(res.Skipped))}
+		out := apitype.BreakerPaused{Identities: make([]apitype.Identity, 0, len(res.Changed)), Skipped: make([]apitype.BreakerSkipped, 0, len(res.Skipped))}
 		for _, id := range res.Changed {
 			out.Identities = append(out.Identities, identityOut(id))
 		}
 		for id, why := range res.Skipped {
-			out.Skipped = append(out.Skipped, BreakerSkipped{Identity: id, Reason: why})
+			out.Skipped = append(out.Skipped, apitype.BreakerSkipped{Identity: id, Reason: why})
 		}
 		sort.Slice(out.Skipped, func(i, j int) bool { return out.Skipped[i].Identity < out.Skipped[j].Identity })
 		return writeJSON(w, http.StatusOK, out)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"warden/apitype"
-	"warden/internal/api"
 	"warden/internal/config"
 	"warden/internal/wardentest"
 )
@@ -95,11 +94,11 @@ func (f *monitorFixture) do(t *testing.T, agent, method string) (int, http.Heade
 // waitFinding polls GET /v1/findings until one matches; the monitor works
 // off the hot path, so a finding appears shortly after the call. The
 // deadline only bounds a broken run; nothing is asserted about timing.
-func (f *monitorFixture) waitFinding(t *testing.T, query, detector string) api.Finding {
+func (f *monitorFixture) waitFinding(t *testing.T, query, detector string) apitype.Finding {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var list api.FindingList
+		var list apitype.FindingList
 		if err := f.s.Root.Do(ctx, "GET", "/v1/findings?"+query, nil, &list); err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +148,7 @@ func testRunaway(t *testing.T, so wardentest.ServerOptions) {
 		t.Fatalf("identity: %+v %v", id, err)
 	}
 	// The trail: the finding and the suspension are in the audit log.
-	var events api.AuditList
+	var events apitype.AuditList
 	if err := f.s.Root.Do(ctx, "GET", "/v1/audit?identity=runaway&limit=200", nil, &events); err != nil {
 		t.Fatal(err)
 	}
@@ -174,8 +173,8 @@ func testRunaway(t *testing.T, so wardentest.ServerOptions) {
 		}
 	}
 	// Acknowledge, then resolve; nothing is deleted.
-	var out api.Finding
-	if err := f.s.Root.Do(ctx, "POST", "/v1/findings/"+fnd.ID+"/ack", api.FindingUpdate{Note: "on it"}, &out); err != nil || out.Status != "acknowledged" {
+	var out apitype.Finding
+	if err := f.s.Root.Do(ctx, "POST", "/v1/findings/"+fnd.ID+"/ack", apitype.FindingUpdate{Note: "on it"}, &out); err != nil || out.Status != "acknowledged" {
 		t.Fatalf("ack: %v %+v", err, out)
 	}
 	if err := f.s.Root.Do(ctx, "POST", "/v1/findings/"+fnd.ID+"/resolve", nil, &out); err != nil || out.Status != "resolved" || out.Note != "on it" {
@@ -184,7 +183,7 @@ func testRunaway(t *testing.T, so wardentest.ServerOptions) {
 	if st, _, p, _ := call(t, f.s, "POST", "/v1/findings/"+fnd.ID+"/resolve", f.s.RootToken, "", ""); st != 409 || p.Code != "conflict" {
 		t.Fatalf("resolve twice: %d %s", st, p.Code)
 	}
-	var list api.FindingList
+	var list apitype.FindingList
 	if err := f.s.Root.Do(ctx, "GET", "/v1/findings?status=resolved&severity=high,critical", nil, &list); err != nil || len(list.Findings) != 1 {
 		t.Fatalf("resolved: %v %d", err, len(list.Findings))
 	}
@@ -212,13 +211,13 @@ func TestBreakerThrottlesThroughGate(t *testing.T) {
 	if st != 429 || p.Code != "rate_limited" || h.Get("Retry-After") == "" || !strings.Contains(p.Detail, fnd.ID) || f.calls.Load() != before {
 		t.Fatalf("throttled call: %d %s %q %q", st, p.Code, h.Get("Retry-After"), p.Detail)
 	}
-	var th api.ThrottleList
+	var th apitype.ThrottleList
 	if err := f.s.Root.Do(ctx, "GET", "/v1/breaker/throttles", nil, &th); err != nil || len(th.Throttles) != 1 || th.Throttles[0].Finding != fnd.ID {
 		t.Fatalf("throttles: %v %+v", err, th)
 	}
 	// A human lifts it.
-	var reset api.BreakerReset
-	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/chatty/reset", api.BreakerTrip{Reason: "false alarm"}, &reset); err != nil || !reset.Throttled {
+	var reset apitype.BreakerReset
+	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/chatty/reset", apitype.BreakerTrip{Reason: "false alarm"}, &reset); err != nil || !reset.Throttled {
 		t.Fatalf("reset: %v %+v", err, reset)
 	}
 	if st, _, p := f.do(t, "chatty", "GET"); st != 200 {
@@ -238,8 +237,8 @@ func TestKillSwitchAndPause(t *testing.T) {
 	if st, _, p, _ := call(t, f.s, "POST", "/v1/breaker/a1/trip", f.keys["a1"], "application/json", `{"reason":"x"}`); st != 403 {
 		t.Fatalf("agent trips: %d %s", st, p.Code)
 	}
-	var tripped api.BreakerTripped
-	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/a1/trip", api.BreakerTrip{Reason: "prompt injection suspected"}, &tripped); err != nil ||
+	var tripped apitype.BreakerTripped
+	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/a1/trip", apitype.BreakerTrip{Reason: "prompt injection suspected"}, &tripped); err != nil ||
 		tripped.Identity.Status != "suspended" || tripped.Finding.Detector != "manual_trip" || tripped.Finding.Severity != "critical" {
 		t.Fatalf("trip: %v %+v", err, tripped)
 	}
@@ -250,14 +249,14 @@ func TestKillSwitchAndPause(t *testing.T) {
 	if st, _, p, _ := call(t, f.s, "POST", "/v1/breaker/pause", tok, "application/json", `{"reason":"incident"}`); st != 400 || p.Field != "owner" {
 		t.Fatalf("pause without selector: %d %+v", st, p)
 	}
-	var paused api.BreakerPaused
-	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/pause", api.BreakerPause{Labels: map[string]string{"team": "mail"}, Reason: "incident 7"}, &paused); err != nil || len(paused.Identities) != 2 {
+	var paused apitype.BreakerPaused
+	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/pause", apitype.BreakerPause{Labels: map[string]string{"team": "mail"}, Reason: "incident 7"}, &paused); err != nil || len(paused.Identities) != 2 {
 		t.Fatalf("pause: %v %+v", err, paused)
 	}
 	if st, _, p := f.do(t, "a2", "GET"); st != 403 || p.Code != "identity_suspended" {
 		t.Fatalf("paused agent: %d %s", st, p.Code)
 	}
-	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/resume", api.BreakerPause{Owner: "alice@example.com"}, &paused); err != nil || len(paused.Identities) != 2 || len(paused.Skipped) != 1 {
+	if err := f.s.Root.Do(ctx, "POST", "/v1/breaker/resume", apitype.BreakerPause{Owner: "alice@example.com"}, &paused); err != nil || len(paused.Identities) != 2 || len(paused.Skipped) != 1 {
 		t.Fatalf("resume: %v %+v", err, paused)
 	}
 	if st, _, _ := f.do(t, "a3", "GET"); st != 200 {
