@@ -180,3 +180,27 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// benchAppendOne is the idle gateway's case: one writer, each Append its
+// own transaction and sync. It reports the wait's p50 and p99.
+func benchAppendOne(b *testing.B, st *store.Store) {
+	e := newEnv(b, st)
+	lats := make([]time.Duration, 0, b.N)
+	ev := decided(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := e.log.Append(ctx, ev); err != nil {
+			b.Fatal(err)
+		}
+		lats = append(lats, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lats)
+	b.ReportMetric(float64(lats[len(lats)/2].Microseconds()), "p50_us")
+	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds()), "p99_us")
+}
+
+func BenchmarkAppendOneSQLite(b *testing.B)   { benchAppendOne(b, wardentest.SQLite(b)) }
+func BenchmarkAppendOnePostgres(b *testing.B) { benchAppendOne(b, wardentest.Postgres(b)) }

@@ -165,3 +165,68 @@ func TestHostileTextInFieldsAndFilters(t *testing.T) {
 		}
 	})
 }
+
+// Enqueued events (completed records) are not answered with an error when a
+// batch fails: the writer keeps them and commits them once writes work
+// again, so a write outage loses none of them.
+func TestEnqueuedEventsSurviveWriteFailure(t *testing.T) {
+	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
+		e := newEnv(t, st)
+		e.appendN(t, 2)
+		if st.Engine() == store.Postgres {
+			sqlExec(t, st, `CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full'; END $$`)
+			sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_audit()`)
+		} else {
+			sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+		}
+		for i := 0; i < 5; i++ {
+			ev := decided(i)
+			ev.Kind = audit.KindCompleted
+			if err := e.log.Enqueue(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantUnavailable(t, e.log) // a waiting Append still fails closed
+		if h, _ := st.AuditHead(ctx); h.Seq != 2 {
+			t.Fatalf("head moved to %d during the failure", h.Seq)
+		}
+		sqlExec(t, st, `DROP TRIGGER fail_audit`+map[bool]string{true: ` ON audit_events`}[st.Engine() == store.Postgres])
+		r := e.append(t, decided(9))
+		if r.Seq != 8 {
+			t.Fatalf("after recovery the decided event got seq %d, want 8 (after the 5 enqueued)", r.Seq)
+		}
+		e.close(t)
+		rep := e.verify(t)
+		mustOK(t, rep)
+		completed := 0
+		if err := st.ScanAudit(ctx, 0, func(ev *audit.Event) error {
+			if ev.Kind == audit.KindCompleted {
+				completed++
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if completed != 5 {
+			t.Fatalf("%d enqueued events committed, want 5", completed)
+		}
+	})
+}
+
+// Close commits what was enqueued and not yet written.
+func TestCloseCommitsEnqueuedEvents(t *testing.T) {
+	st := wardentest.SQLite(t)
+	e := newEnv(t, st)
+	for i := 0; i < 100; i++ {
+		if err := e.log.Enqueue(ctx, decided(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.close(t)
+	if h, _ := st.AuditHead(ctx); h.Seq != 100 {
+		t.Fatalf("head at %d after Close, want 100", h.Seq)
+	}
+	if err := e.log.Enqueue(ctx, decided(0)); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("enqueue after Close: %v", err)
+	}
+}

@@ -89,6 +89,10 @@ type Log struct {
 		events, batches, failures, commitNanos atomic.Int64
 	}
 
+	// retry holds Enqueue'd events whose batch failed; the writer owns it
+	// and puts them first in the next batch.
+	retry []*request
+
 	cpMu      sync.Mutex // one checkpoint at a time; guards lastCP and file
 	lastCP    Checkpoint
 	lastCPSeq atomic.Int64 // lastCP.Seq, read by the writer without cpMu
@@ -98,6 +102,7 @@ type Log struct {
 type request struct {
 	ev    Event
 	pump  bool
+	async bool // Enqueue: nobody waits; the writer retries it until it commits
 	done  chan result
 	count int // pump: changes adopted
 }
@@ -234,6 +239,29 @@ func (l *Log) Append(ctx context.Context, e Event) (Receipt, error) {
 	}
 }
 
+// Enqueue queues e for the next group commit and returns without waiting
+// for it to be durable. It is for records of what already happened and
+// whose caller has nothing to hold back, like the outcome of a call whose
+// answer the agent already has; "decided" events, which must be durable
+// before anything is forwarded, use Append. An enqueued event is committed
+// in the writer's next batch (usually within one sync), retried while the
+// database refuses writes, and committed by Close; only a crash in that
+// window loses it. Enqueue blocks while the queue is full (backpressure,
+// never a drop) and fails only when ctx ends first or the log is closed.
+func (l *Log) Enqueue(ctx context.Context, e Event) error {
+	if err := normalize(&e, l.o.Now()); err != nil {
+		return warden.Wrap(errors.Join(ErrUnavailable, err), warden.CodeUnavailable, "audit event refused: "+err.Error())
+	}
+	req := reqPool.Get().(*request)
+	req.ev, req.pump, req.async = e, false, true
+	if err := l.enqueue(ctx, req); err != nil {
+		req.ev, req.async = Event{}, false
+		reqPool.Put(req)
+		return err
+	}
+	return nil
+}
+
 func (l *Log) enqueue(ctx context.Context, req *request) error {
 	l.closeMu.RLock()
 	defer l.closeMu.RUnlock()
@@ -281,24 +309,56 @@ func (l *Log) writer() {
 	defer tick.Stop()
 	batch := make([]*request, 0, l.o.MaxBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case r := <-l.reqs:
-			batch = append(batch, r)
-		case <-tick.C:
-		case <-l.quit:
-			// Close: answer what is queued, then stop.
-			for {
-				batch = batch[:0]
-				l.drain(&batch)
-				if len(batch) == 0 {
-					return
-				}
-				l.commit(batch)
+		batch = append(batch[:0], l.retry...)
+		l.retry = l.retry[:0]
+		if len(batch) > 0 {
+			// A failed batch left enqueued events: wait a moment (the
+			// database is refusing writes) and try again with whatever
+			// else is queued.
+			select {
+			case <-time.After(retryPause):
+			case <-l.quit:
+				l.closing(batch)
+				return
+			}
+		} else {
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+			case <-tick.C:
+			case <-l.quit:
+				l.closing(batch)
+				return
 			}
 		}
 		l.drain(&batch)
 		l.commit(batch)
+	}
+}
+
+// retryPause is how long the writer waits before retrying enqueued events
+// whose batch failed.
+const retryPause = 100 * time.Millisecond
+
+// closing commits what is queued at Close and answers every waiter. Enqueued
+// events get a few attempts; those that still cannot be written are logged
+// as lost, since nobody is left to retry them.
+func (l *Log) closing(batch []*request) {
+	for attempt := 0; ; {
+		l.drain(&batch)
+		if len(batch) == 0 {
+			return
+		}
+		l.commit(batch)
+		batch = append(batch[:0], l.retry...)
+		l.retry = l.retry[:0]
+		if len(batch) > 0 {
+			if attempt++; attempt >= 3 {
+				l.o.Logger.Error("audit: enqueued events lost at close: the log could not write them", "events", len(batch))
+				return
+			}
+			time.Sleep(retryPause)
+		}
 	}
 }
 
@@ -367,6 +427,10 @@ func (l *Log) commit(batch []*request) {
 		l.stats.failures.Add(1)
 		err = unavailable(err, "the audit log cannot write")
 		for _, r := range batch {
+			if r.async {
+				l.retry = append(l.retry, r)
+				continue
+			}
 			r.done <- result{err: err}
 		}
 		return
@@ -381,6 +445,11 @@ func (l *Log) commit(batch []*request) {
 		}
 		ev := events[i]
 		i++
+		if r.async {
+			r.ev, r.async = Event{}, false
+			reqPool.Put(r)
+			continue
+		}
 		r.done <- result{r: Receipt{Seq: ev.Seq, Hash: ev.Hash}}
 	}
 	if len(events) > 0 {

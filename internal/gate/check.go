@@ -50,9 +50,14 @@ type Record struct {
 }
 
 // Auditor makes records durable. Record must return only once the record is
-// durable; an error means it is not, and the call must fail closed.
+// durable; an error means it is not, and the call must fail closed. Enqueue
+// is for completed records, whose call already happened: it queues the
+// record for the next durable commit (retried while the log cannot write)
+// and returns without waiting, so the agent's connection is not held for a
+// sync that protects nothing more.
 type Auditor interface {
 	Record(ctx context.Context, r Record) (seq int64, err error)
+	Enqueue(ctx context.Context, r Record) error
 }
 
 // Observation is what the behaviour monitor sees of every governed call:
@@ -317,7 +322,7 @@ func (g *Gate) Complete(ctx context.Context, v *Verdict, status int, bytesOut in
 	if err != nil {
 		r.Reason = err.Error()
 	}
-	if _, err := g.auditor.Record(ctx, r); err != nil && g.log != nil {
+	if err := g.auditor.Enqueue(ctx, r); err != nil && g.log != nil {
 		g.log.Error("audit: completed record lost", "request_id", c.RequestID, "err", err)
 	}
 }

@@ -238,11 +238,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request, who warden.Pri
 		ErrorLog: slog.NewLogLogger(p.o.Logger.Handler(), slog.LevelWarn),
 	}
 	rp.ServeHTTP(cw, r)
-	// Hand the agent its whole answer before recording the outcome: the
-	// completed record is durable like every audit event, but the agent
-	// need not wait for it.
+	// Hand the agent its whole answer before recording the outcome. The
+	// completed record is queued for the audit log's next group commit
+	// (gate.Auditor.Enqueue): the agent's connection is not held for it.
 	cw.Flush()
-	// The completed record must not be lost to a client that hung up.
+	// The completed record must not be lost to a client that hung up; the
+	// timeout bounds only the wait for room in a full queue.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	p.o.Gate.Complete(ctx, v, cw.status(), cw.n, upstreamErr)

@@ -45,6 +45,11 @@ func (s *spyAuditor) Record(_ context.Context, r gate.Record) (int64, error) {
 	return int64(len(s.records)), nil
 }
 
+func (s *spyAuditor) Enqueue(ctx context.Context, r gate.Record) error {
+	_, err := s.Record(ctx, r)
+	return err
+}
+
 func (s *spyAuditor) kinds() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

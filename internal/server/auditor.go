@@ -15,6 +15,16 @@ import (
 type gateAuditor struct{ log *audit.Log }
 
 func (g gateAuditor) Record(ctx context.Context, r gate.Record) (int64, error) {
+	rc, err := g.log.Append(ctx, event(r))
+	return rc.Seq, err
+}
+
+// Enqueue queues a completed record for the next group commit.
+func (g gateAuditor) Enqueue(ctx context.Context, r gate.Record) error {
+	return g.log.Enqueue(ctx, event(r))
+}
+
+func event(r gate.Record) audit.Event {
 	e := audit.Event{
 		Time: r.Time, Kind: r.Kind, Actor: r.Actor, Identity: r.IdentityID, Action: r.Action,
 		Resource: resourceString(r.Resource), Decision: r.Decision, Code: r.Code, Policy: r.Policy, Rule: r.Rule,
@@ -32,8 +42,7 @@ func (g gateAuditor) Record(ctx context.Context, r gate.Record) (int64, error) {
 		}
 		e.Detail, _ = json.Marshal(d)
 	}
-	rc, err := g.log.Append(ctx, e)
-	return rc.Seq, err
+	return e
 }
 
 // resourceString renders path parameters as "k=v,k=v", sorted, for the
