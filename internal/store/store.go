@@ -55,6 +55,10 @@ type Store struct {
 	// empty. They differ when changes may wait to be audited (a hint that
 	// spares the audit writer a query per batch; its pump always looks).
 	changesGen, auditedGen atomic.Int64
+
+	// cpStop and cpDone run SQLite's background WAL checkpoint
+	// (walcheckpoint.go).
+	cpStop, cpDone chan struct{}
 }
 
 // Open connects to the database named by opts and applies pending migrations.
@@ -72,7 +76,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := s.migrate(ctx); err != nil {
-		s.db.Close()
+		s.Close()
 		return nil, err
 	}
 	s.changesGen.Store(1) // changes from before this start may be pending
@@ -120,6 +124,9 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// Checkpoints run in the background (walcheckpoint.go); the inline one
+	// is a backstop only.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walBackstopPages))
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {
@@ -134,7 +141,9 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 		db.Close()
 		return nil, warden.Wrap(err, warden.CodeUnavailable, "cannot open the SQLite database at "+path)
 	}
-	return &Store{db: db, engine: SQLite, path: path, rebound: map[string]string{}}, nil
+	s := &Store{db: db, engine: SQLite, path: path, rebound: map[string]string{}}
+	s.startWALCheckpointer()
+	return s, nil
 }
 
 // Engine reports which database the store runs on.
@@ -144,7 +153,10 @@ func (s *Store) Engine() Engine { return s.engine }
 func (s *Store) DB() *sql.DB { return s.db }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stopWALCheckpointer()
+	return s.db.Close()
+}
 
 // Ping checks that the database answers (readiness).
 func (s *Store) Ping(ctx context.Context) error {

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// SQLite in WAL mode copies the log back into the database file
+// ("checkpoint") after a commit once the log holds wal_autocheckpoint pages
+// (1,000 by default), inside that commit: the committing writer then writes
+// and fsyncs megabytes before it returns. On the audit path that writer is
+// the group commit every governed call waits for, so the default puts a
+// multi-millisecond stall into the tail of every call about once in a
+// hundred commits. Warden checkpoints from a background goroutine instead
+// (PASSIVE: it never blocks the writer or readers) and keeps the inline
+// checkpoint only as a backstop, at a threshold the background one keeps the
+// log far below.
+
+// walCheckpointEvery is how often the background checkpoint runs.
+const walCheckpointEvery = 100 * time.Millisecond
+
+// walBackstopPages is wal_autocheckpoint: an inline checkpoint happens only
+// if the background one falls this far behind (about 40 MB of log).
+const walBackstopPages = 10000
+
+// startWALCheckpointer runs the background checkpoint until stopCheckpointer.
+func (s *Store) startWALCheckpointer() {
+	s.cpStop = make(chan struct{})
+	s.cpDone = make(chan struct{})
+	go func() {
+		defer close(s.cpDone)
+		t := time.NewTicker(walCheckpointEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.cpStop:
+				return
+			case <-t.C:
+				s.walCheckpoint()
+			}
+		}
+	}()
+}
+
+// walCheckpoint copies committed log pages into the database file. A
+// failure is not an error anyone must handle: the log keeps the pages and
+// the next run (or the inline backstop) copies them.
+func (s *Store) walCheckpoint() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var busy, logPages, done int64
+	_ = s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done)
+}
+
+func (s *Store) stopWALCheckpointer() {
+	if s.cpStop == nil {
+		return
+	}
+	close(s.cpStop)
+	<-s.cpDone
+	s.cpStop = nil
+}
