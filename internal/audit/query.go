@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"io"
 	"strconv"
 	"strings"
@@ -98,7 +97,10 @@ const (
 // Export writes every event matching f, oldest first, one JSON object per
 // line, in the given format. Strings are JSON-escaped, so no field content
 // (newlines, control characters) can start a line of its own: an event is
-// always exactly one line.
+// always exactly one line. A jsonl line decodes to an Event whose hash
+// recomputes: detail is written byte for byte as stored (no HTML escaping,
+// which would change its bytes), which is also what retention archives
+// rely on.
 func Export(ctx context.Context, q Querier, w io.Writer, format string, f Filter) (int64, error) {
 	if format != FormatJSONL && format != FormatOCSF {
 		return 0, warden.FieldError("format", "must be jsonl or ocsf")
@@ -106,7 +108,7 @@ func Export(ctx context.Context, q Querier, w io.Writer, format string, f Filter
 	f.Ascending = true
 	f.Limit = MaxLimit
 	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
+	enc := newEventEncoder(bw)
 	var n int64
 	cursor := ""
 	for {

@@ -33,7 +33,10 @@ type Store interface {
 	ScanAudit(ctx context.Context, after int64, fn func(*Event) error) error
 	// QueryAudit returns the events matching f (see Filter).
 	QueryAudit(ctx context.Context, f Filter) ([]Event, error)
-	// AuditEventHash returns the stored hash of the event at seq.
+	// AuditEventHash returns the stored hash of the event at seq. For an
+	// event a retention cut archived (seq at or below an anchor), it is the
+	// hash the stored checkpoint at seq records, if there is one: the
+	// database's own signed word for the event it no longer holds.
 	AuditEventHash(ctx context.Context, seq int64) (Hash, bool, error)
 	// InsertCheckpoint stores a checkpoint; one at the same seq already
 	// stored is not an error.
@@ -45,6 +48,31 @@ type Store interface {
 	// exists).
 	AuditKey(ctx context.Context, id string) ([]byte, error)
 	InsertAuditKey(ctx context.Context, id string, sealed []byte, at time.Time) error
+	// AuditAnchors lists the retention anchors by seq.
+	AuditAnchors(ctx context.Context) ([]Anchor, error)
+	// ArchiveAudit runs one retention transaction: it checks that a.FirstSeq
+	// follows the newest anchor (or is 1) and that the event at a.Seq has
+	// hash a.Hash, inserts the anchor and deletes the events a.FirstSeq to
+	// a.Seq, past the append-only guard for this transaction only. It
+	// returns the number of events deleted; a cut that no longer fits
+	// (another retention run came first) is CodeConflict and changes
+	// nothing.
+	ArchiveAudit(ctx context.Context, a Anchor) (int64, error)
+}
+
+// Anchor records a retention cut: events FirstSeq to Seq were archived to
+// File (its SHA-256 FileSHA256) and deleted from the database. Hash is the
+// hash of event Seq, and the signed checkpoint at CheckpointSeq (= Seq)
+// vouches for it; the chain in the database continues from (Seq, Hash).
+type Anchor struct {
+	Seq           int64     `json:"seq"`
+	FirstSeq      int64     `json:"first_seq"`
+	Hash          Hash      `json:"hash"`
+	CheckpointSeq int64     `json:"checkpoint_seq"`
+	File          string    `json:"file"`
+	FileSHA256    Hash      `json:"file_sha256"`
+	Time          time.Time `json:"time"`
+	Actor         string    `json:"actor"`
 }
 
 // PendingChange is an admin change from the changes table not yet in the

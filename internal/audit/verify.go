@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+
+	"warden"
 )
 
 // ProblemKind says what is wrong with the chain. Stable names; the API and
@@ -39,6 +41,11 @@ const (
 	// ProblemVersion: an event uses an encoding version this build does not
 	// know.
 	ProblemVersion ProblemKind = "unknown_version"
+	// ProblemArchivedGap: a retention cut does not hold together: its anchor
+	// differs from the signed checkpoint at its seq, anchors do not follow
+	// each other, or an archive file does not fit the anchor it ends at (the
+	// anchor row was deleted or edited, or the file changed).
+	ProblemArchivedGap ProblemKind = "archived_gap"
 )
 
 // Problem is the first thing wrong, at the first bad sequence number.
@@ -59,9 +66,14 @@ type Report struct {
 	// CheckpointedSeq is the newest seq covered by a verified signature;
 	// events after it are protected by the hash chain only, until the next
 	// checkpoint.
-	CheckpointedSeq int64    `json:"checkpointed_seq"`
-	Problem         *Problem `json:"problem,omitempty"`
-	Warnings        []string `json:"warnings,omitempty"`
+	CheckpointedSeq int64 `json:"checkpointed_seq"`
+	// ArchivedSeq is the newest retention cut: events up to it were
+	// archived and the database's chain starts after it.
+	ArchivedSeq int64 `json:"archived_seq,omitempty"`
+	// ArchivedEvents counts the events checked in archive files.
+	ArchivedEvents int64    `json:"archived_events,omitempty"`
+	Problem        *Problem `json:"problem,omitempty"`
+	Warnings       []string `json:"warnings,omitempty"`
 }
 
 // Reader is what Verify reads; Store satisfies it.
@@ -71,8 +83,18 @@ type Reader interface {
 	Checkpoints(ctx context.Context) ([]Checkpoint, error)
 }
 
+// AnchorReader is what Verify reads to start after a retention cut; Store
+// satisfies it. A Reader without it is verified from seq 1.
+type AnchorReader interface {
+	AuditAnchors(ctx context.Context) ([]Anchor, error)
+}
+
 // VerifyOptions add outside evidence to Verify.
 type VerifyOptions struct {
+	// Archives are archive files written by retention (ReadArchiveFile);
+	// their events are checked as part of the chain, their checkpoints like
+	// the database's own, and each file against the anchor it ends at.
+	Archives []*ArchiveFile
 	// Checkpoints from outside the database (the checkpoint file, an
 	// export); checked like the database's own.
 	Checkpoints []Checkpoint
@@ -86,16 +108,23 @@ type VerifyOptions struct {
 
 // Verify checks the whole chain and every checkpoint: each event's hash
 // against its canonical encoding, each link to the previous hash, gapless
-// seq from 1, the head row, and each checkpoint's signature and hash against
-// the chain. It returns an error only when it cannot read; a broken chain is
-// a Report with OK false and the Problem at the first bad seq.
+// seq from 1 (or from the newest retention anchor), the head row, and each
+// checkpoint's signature and hash against the chain. After retention, each
+// anchor must match the signed checkpoint at its seq, and archive files
+// given in o are checked as the chain's archived segments. It returns an
+// error only when it cannot read; a broken chain is a Report with OK false
+// and the Problem at the first bad seq.
 func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 	var rep Report
 	cps, err := r.Checkpoints(ctx)
 	if err != nil {
 		return rep, unavailable(err, "cannot read audit checkpoints")
 	}
-	all := append(append([]Checkpoint(nil), cps...), o.Checkpoints...)
+	outside := append([]Checkpoint(nil), o.Checkpoints...)
+	for _, a := range o.Archives {
+		outside = append(outside, a.Checkpoints...)
+	}
+	all := append(append([]Checkpoint(nil), cps...), outside...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	rep.Checkpoints = len(all)
 
@@ -103,7 +132,7 @@ func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 	keyOf := o.PublicKey
 	if keyOf == nil {
 		recorded := map[string]ed25519.PublicKey{}
-		for _, c := range o.Checkpoints {
+		for _, c := range outside {
 			if len(c.PublicKey) == ed25519.PublicKeySize {
 				if _, ok := recorded[c.KeyID]; !ok {
 					recorded[c.KeyID] = c.PublicKey
@@ -115,13 +144,47 @@ func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 			rep.Warnings = append(rep.Warnings, "checkpoint keys were not pinned: signatures were checked with the public keys recorded in the checkpoint file; give the master key or --public-key to pin them")
 		}
 	}
+	signed := map[int64][]Hash{} // seq -> hashes of checkpoints whose signature verifies
 	for _, c := range all {
 		if p := checkSignature(c, keyOf); p != nil {
 			problems = append(problems, p)
+			continue
 		}
+		signed[c.Seq] = append(signed[c.Seq], c.Hash)
 	}
 
-	v := newChainVerifier(all)
+	var anchors []Anchor
+	if ar, ok := r.(AnchorReader); ok {
+		if anchors, err = ar.AuditAnchors(ctx); err != nil {
+			return rep, unavailable(err, "cannot read the audit retention anchors")
+		}
+	}
+	problems = append(problems, checkAnchors(anchors, signed)...)
+
+	// The chain in the database starts after the newest cut; archive files
+	// supply the segments before it.
+	var base Head
+	if len(anchors) > 0 {
+		last := anchors[len(anchors)-1]
+		base = Head{Seq: last.Seq, Hash: last.Hash}
+		rep.ArchivedSeq = last.Seq
+	}
+	archEnd, coveredTo, archProblems, err := verifyArchives(o.Archives, anchors, all, &rep)
+	if err != nil {
+		return rep, err
+	}
+	problems = append(problems, archProblems...)
+	if archEnd.Seq > base.Seq {
+		// The archives reach past the newest anchor: the anchor row for
+		// their cut is missing (reported above); check the database from
+		// where the archives end.
+		base = archEnd
+	}
+	if base.Seq > 0 && coveredTo < base.Seq {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("events 1 to %d were archived by retention: checkpoints up to seq %d were checked by signature and against the retention anchors only; give the archive files (--archive) to check those events", base.Seq, base.Seq))
+	}
+
+	v := newChainVerifierFrom(base, checkpointsAfter(all, base.Seq, 1<<62))
 	err = r.ScanAudit(ctx, 0, func(e *Event) error {
 		if p := v.add(e); p != nil {
 			return errStop
@@ -137,6 +200,9 @@ func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 	rep.Events = v.count
 	rep.Head = Head{Seq: v.next - 1, Hash: v.prev}
 	rep.CheckpointedSeq = v.checkpointed
+	if rep.CheckpointedSeq == 0 && base.Seq > 0 && hasHash(signed[base.Seq], base.Hash) {
+		rep.CheckpointedSeq = base.Seq
+	}
 	if v.problem == nil {
 		head, err := r.AuditHead(ctx)
 		if err != nil {
@@ -162,6 +228,126 @@ func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 	return rep, nil
 }
 
+// checkAnchors checks that the retention anchors follow each other from
+// seq 1 and that each is vouched for by a validly signed checkpoint at its
+// seq with the same hash: an anchor edited, or one invented to cover
+// events deleted without archiving them, does not match one.
+func checkAnchors(anchors []Anchor, signed map[int64][]Hash) []*Problem {
+	var out []*Problem
+	prev := int64(0)
+	for _, a := range anchors {
+		switch {
+		case a.FirstSeq != prev+1:
+			out = append(out, &Problem{Seq: prev + 1, Kind: ProblemArchivedGap, Message: fmt.Sprintf("the retention cut at seq %d says its archive starts at seq %d, but the previous cut ended at seq %d", a.Seq, a.FirstSeq, prev)})
+		case a.CheckpointSeq != a.Seq || len(signed[a.Seq]) == 0:
+			out = append(out, &Problem{Seq: a.Seq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("the retention cut at seq %d has no validly signed checkpoint at its seq: the anchor was edited or invented", a.Seq)})
+		case !allHash(signed[a.Seq], a.Hash):
+			out = append(out, &Problem{Seq: a.Seq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("the retention anchor at seq %d records a hash that differs from the checkpoint signed at that seq: the anchor was edited", a.Seq)})
+		}
+		prev = a.Seq
+	}
+	return out
+}
+
+// verifyArchives checks archive files as segments of the chain: each one's
+// events from its first seq, linked to the anchor (or archive) before it,
+// ending exactly at the anchor of its cut, with the SHA-256 the anchor
+// recorded. It returns the end of the newest archive whose chain verified
+// and how far the archives cover the chain contiguously from seq 1.
+func verifyArchives(archives []*ArchiveFile, anchors []Anchor, all []Checkpoint, rep *Report) (last Head, coveredTo int64, out []*Problem, err error) {
+	bySeq, byFirst := map[int64]Anchor{}, map[int64]Anchor{}
+	for _, a := range anchors {
+		bySeq[a.Seq] = a
+		byFirst[a.FirstSeq] = a
+	}
+	sorted := append([]*ArchiveFile(nil), archives...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].FirstSeq < sorted[j].FirstSeq })
+	ends := map[int64]Hash{} // end seq -> last hash of archives that verified
+	for _, f := range sorted {
+		if f.FirstSeq == coveredTo+1 {
+			coveredTo = f.LastSeq
+		}
+		var start Head
+		if f.FirstSeq > 1 {
+			if h, ok := ends[f.FirstSeq-1]; ok {
+				start = Head{Seq: f.FirstSeq - 1, Hash: h}
+			} else if a, ok := bySeq[f.FirstSeq-1]; ok {
+				start = Head{Seq: a.Seq, Hash: a.Hash}
+			} else {
+				out = append(out, &Problem{Seq: f.FirstSeq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("archive %s starts at seq %d, but nothing records the end of the chain before it (no retention anchor at seq %d, no archive given that ends there)", f.Name, f.FirstSeq, f.FirstSeq-1)})
+				continue
+			}
+		}
+		a, anchored := byFirst[f.FirstSeq]
+		upTo := f.LastSeq
+		if anchored {
+			upTo = max(upTo, a.Seq)
+		}
+		v := newChainVerifierFrom(start, checkpointsAfter(all, start.Seq, upTo))
+		v.source = "archive " + f.Name + ": "
+		err := f.ScanEvents(func(e *Event) error {
+			if p := v.add(e); p != nil {
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return last, coveredTo, out, warden.Wrap(err, warden.CodeInvalid, "cannot read archive "+f.Name)
+		}
+		rep.ArchivedEvents += v.count
+		if p := v.finish(); p != nil {
+			out = append(out, p)
+			continue
+		}
+		end := Head{Seq: v.next - 1, Hash: v.prev}
+		switch {
+		case !anchored:
+			out = append(out, &Problem{Seq: f.LastSeq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("archive %s (seq %d to %d) matches no retention cut in the database: the anchor row was deleted, or the archive belongs to another database", f.Name, f.FirstSeq, f.LastSeq)})
+		case a.Seq != end.Seq:
+			out = append(out, &Problem{Seq: min(a.Seq, end.Seq) + 1, Kind: ProblemArchivedGap, Message: fmt.Sprintf("archive %s ends at seq %d but its retention cut is at seq %d", f.Name, end.Seq, a.Seq)})
+		case a.Hash != end.Hash:
+			out = append(out, &Problem{Seq: a.Seq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("archive %s ends with a hash that differs from the retention anchor at seq %d", f.Name, a.Seq)})
+		case a.FileSHA256 != f.SHA256:
+			out = append(out, &Problem{Seq: a.Seq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("archive %s has SHA-256 %s, not the %s recorded when it was archived: the file was changed", f.Name, f.SHA256, a.FileSHA256)})
+		}
+		ends[end.Seq] = end.Hash
+		if end.Seq > last.Seq {
+			last = end
+		}
+	}
+	return last, coveredTo, out, nil
+}
+
+// checkpointsAfter returns the checkpoints with from < seq <= to (all is
+// sorted by seq).
+func checkpointsAfter(all []Checkpoint, from, to int64) []Checkpoint {
+	var out []Checkpoint
+	for _, c := range all {
+		if c.Seq > from && c.Seq <= to {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func hasHash(hs []Hash, h Hash) bool {
+	for _, x := range hs {
+		if x == h {
+			return true
+		}
+	}
+	return false
+}
+
+func allHash(hs []Hash, h Hash) bool {
+	for _, x := range hs {
+		if x != h {
+			return false
+		}
+	}
+	return len(hs) > 0
+}
+
 var errStop = errors.New("stop")
 
 func checkSignature(c Checkpoint, keyOf func(string) (ed25519.PublicKey, bool)) *Problem {
@@ -181,7 +367,9 @@ func checkSignature(c Checkpoint, keyOf func(string) (ed25519.PublicKey, bool)) 
 // chainVerifier checks events one at a time, in seq order. It is the core
 // of Verify, kept free of I/O so it can be benchmarked and fuzzed.
 type chainVerifier struct {
-	next         int64 // expected seq
+	base         int64  // the retention cut the chain continues from (0: seq 1)
+	source       string // prefixes messages ("archive NAME: ")
+	next         int64  // expected seq
 	prev         Hash
 	count        int64
 	checkpointed int64
@@ -202,7 +390,19 @@ func newChainVerifier(cps []Checkpoint) *chainVerifier {
 	return &chainVerifier{next: 1, cps: cps}
 }
 
-func (v *chainVerifier) fail(p *Problem) *Problem { v.problem = p; return p }
+// newChainVerifierFrom starts after start: the first event must be
+// start.Seq+1 and link to start.Hash.
+func newChainVerifierFrom(start Head, cps []Checkpoint) *chainVerifier {
+	return &chainVerifier{base: start.Seq, next: start.Seq + 1, prev: start.Hash, cps: cps}
+}
+
+func (v *chainVerifier) fail(p *Problem) *Problem {
+	if v.source != "" {
+		p.Message = v.source + p.Message
+	}
+	v.problem = p
+	return p
+}
 
 // add checks e and returns the problem that ends verification, if any.
 func (v *chainVerifier) add(e *Event) *Problem {
@@ -218,7 +418,14 @@ func (v *chainVerifier) add(e *Event) *Problem {
 	}
 	if e.Seq != v.next {
 		if e.Seq > v.next {
-			return v.fail(&Problem{Seq: v.next, Kind: ProblemDeleted, Message: fmt.Sprintf("events %d to %d are missing", v.next, e.Seq-1)})
+			msg := fmt.Sprintf("events %d to %d are missing", v.next, e.Seq-1)
+			switch {
+			case v.count == 0 && v.base > 0:
+				msg += fmt.Sprintf(": the retention cut archived only up to seq %d", v.base)
+			case v.count == 0:
+				msg += " and no retention anchor records them as archived (the anchor row was deleted, or the events were)"
+			}
+			return v.fail(&Problem{Seq: v.next, Kind: ProblemDeleted, Message: msg})
 		}
 		return v.fail(&Problem{Seq: e.Seq, Kind: ProblemInserted, Message: fmt.Sprintf("seq %d appears again", e.Seq)})
 	}

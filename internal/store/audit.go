@@ -28,7 +28,9 @@ const auditChunk = 128
 // PrepareAudit implements audit.Store: the head row and the append-only
 // guards. On PostgreSQL a trigger refuses UPDATE and DELETE on audit_events
 // (and TRUNCATE); on SQLite triggers do the same (the file's owner can still
-// edit it, which Verify and the checkpoints catch).
+// edit it, which Verify and the checkpoints catch). The only DELETE let
+// through is a retention transaction's (ArchiveAudit); audit_checkpoints
+// and audit_anchors refuse every UPDATE and DELETE.
 func (s *Store) PrepareAudit(ctx context.Context) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ?) ON CONFLICT (id) DO NOTHING`, make([]byte, 32)); err != nil {
@@ -40,21 +42,46 @@ func (s *Store) PrepareAudit(ctx context.Context) error {
 				return s.dbErr(err)
 			}
 			stmts = []string{
+				// The one exception is a retention transaction (see
+				// ArchiveAudit): it deletes archived events while a gate
+				// row naming its anchor exists, inside that transaction.
+				// CREATE OR REPLACE migrates databases that have the
+				// unconditional function.
 				`CREATE OR REPLACE FUNCTION warden_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+  IF TG_OP = 'DELETE' AND TG_TABLE_NAME = 'audit_events' AND EXISTS (
+      SELECT 1 FROM audit_retention_gate g JOIN audit_anchors a ON a.seq = g.seq WHERE OLD.seq <= g.seq) THEN
+    RETURN OLD;
+  END IF;
   RAISE EXCEPTION 'audit events are append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
 END $$`,
 				`CREATE OR REPLACE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events FOR EACH ROW EXECUTE FUNCTION warden_audit_append_only()`,
 				`CREATE OR REPLACE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events FOR EACH STATEMENT EXECUTE FUNCTION warden_audit_append_only()`,
 				`CREATE OR REPLACE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints FOR EACH ROW EXECUTE FUNCTION warden_audit_append_only()`,
+				`CREATE OR REPLACE TRIGGER audit_anchors_append_only BEFORE UPDATE OR DELETE ON audit_anchors FOR EACH ROW EXECUTE FUNCTION warden_audit_append_only()`,
+				`CREATE OR REPLACE TRIGGER audit_anchors_no_truncate BEFORE TRUNCATE ON audit_anchors FOR EACH STATEMENT EXECUTE FUNCTION warden_audit_append_only()`,
 			}
 		} else {
-			stmts = []string{
+			// Databases made before retention have an unconditional
+			// audit_events_no_delete; replace it (in this transaction)
+			// with the one that lets a retention transaction through.
+			var def string
+			err := s.queryRow(ctx, tx, `SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'audit_events_no_delete'`).Scan(&def)
+			if err == nil && !strings.Contains(def, "audit_retention_gate") {
+				stmts = append(stmts, `DROP TRIGGER audit_events_no_delete`)
+			} else if err != nil && err != sql.ErrNoRows {
+				return s.dbErr(err)
+			}
+			stmts = append(stmts,
 				`CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
-				`CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
+				`CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
+WHEN NOT EXISTS (SELECT 1 FROM audit_retention_gate g JOIN audit_anchors a ON a.seq = g.seq WHERE OLD.seq <= g.seq)
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
 				`CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END`,
 				`CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END`,
-			}
+				`CREATE TRIGGER IF NOT EXISTS audit_anchors_no_update BEFORE UPDATE ON audit_anchors BEGIN SELECT RAISE(ABORT, 'audit anchors are append-only'); END`,
+				`CREATE TRIGGER IF NOT EXISTS audit_anchors_no_delete BEFORE DELETE ON audit_anchors BEGIN SELECT RAISE(ABORT, 'audit anchors are append-only'); END`,
+			)
 		}
 		for _, q := range stmts {
 			if _, err := tx.ExecContext(ctx, q); err != nil {
@@ -468,6 +495,10 @@ func (s *Store) AuditEventHash(ctx context.Context, seq int64) (audit.Hash, bool
 	var h audit.Hash
 	var b []byte
 	err := s.queryRow(ctx, s.db, `SELECT hash FROM audit_events WHERE seq = ?`, seq).Scan(&b)
+	if err == sql.ErrNoRows {
+		// Archived by retention: the stored checkpoint's word for it.
+		err = s.queryRow(ctx, s.db, `SELECT c.hash FROM audit_checkpoints c WHERE c.seq = ? AND EXISTS (SELECT 1 FROM audit_anchors a WHERE a.seq >= c.seq)`, seq).Scan(&b)
+	}
 	if err == sql.ErrNoRows {
 		return h, false, nil
 	}
