@@ -186,4 +186,3 @@ func headerField(s string, max int) string {
 	}
 	return string(b)
 }
-
