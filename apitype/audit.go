@@ -65,13 +65,18 @@ type AuditVerify struct {
 	OK bool `json:"ok"`
 	// Events is the number of events checked; Head the hash of the last
 	// one (HeadSeq its seq).
-	Events          int64         `json:"events"`
-	Head            string        `json:"head"`
-	HeadSeq         int64         `json:"head_seq"`
-	Checkpoints     int           `json:"checkpoints"`
-	CheckpointedSeq int64         `json:"checkpointed_seq"`
-	Error           string        `json:"error,omitempty"`
-	FirstBadSeq     int64         `json:"first_bad_seq,omitempty"`
-	Problem         *AuditProblem `json:"problem,omitempty"`
-	Warnings        []string      `json:"warnings,omitempty"`
+	Events          int64  `json:"events"`
+	Head            string `json:"head"`
+	HeadSeq         int64  `json:"head_seq"`
+	Checkpoints     int    `json:"checkpoints"`
+	CheckpointedSeq int64  `json:"checkpointed_seq"`
+	// ArchivedSeq is the newest retention cut: events up to it were
+	// archived and the database's chain starts after it; ArchivedEvents
+	// counts the events checked in archive files.
+	ArchivedSeq    int64         `json:"archived_seq,omitempty"`
+	ArchivedEvents int64         `json:"archived_events,omitempty"`
+	Error          string        `json:"error,omitempty"`
+	FirstBadSeq    int64         `json:"first_bad_seq,omitempty"`
+	Problem        *AuditProblem `json:"problem,omitempty"`
+	Warnings       []string      `json:"warnings,omitempty"`
 }

@@ -30,7 +30,7 @@ import (
 func newAuditCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Query, export and verify the tamper-evident audit log",
 		Long: "The audit log records every governed call and admin change in a hash chain with signed checkpoints. See docs/audit.md."}
-	cmd.AddCommand(newAuditVerifyCmd(c), newAuditQueryCmd(c), newAuditExportCmd(c), newAuditCheckpointsCmd(c))
+	cmd.AddCommand(newAuditVerifyCmd(c), newAuditQueryCmd(c), newAuditExportCmd(c), newAuditCheckpointsCmd(c), newAuditArchiveCmd(c))
 	return cmd
 }
 
@@ -91,8 +91,8 @@ func (c *cli) openAuditStore(ctx context.Context, data, dsn string) (*store.Stor
 
 func newAuditVerifyCmd(c *cli) *cobra.Command {
 	var (
-		data, dsn, out string
-		cpFiles, pins  []string
+		data, dsn, out          string
+		cpFiles, pins, archives []string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify --data DIR | --database DSN",
@@ -104,10 +104,16 @@ checkpoint (in the database, in the checkpoint file kept in the data dir, and in
 Checkpoint keys are pinned by the keyring when WARDEN_MASTER_KEY is set, or by
 --public-key. Without either, signatures are checked with the public keys recorded in
 the checkpoint file, which proves the file and the database agree but not who signed
-(see docs/audit.md).`,
+(see docs/audit.md).
+
+After retention (warden audit archive) the chain in the database starts at the newest
+retention anchor, which must match the signed checkpoint at its seq. --archive FILE
+checks archive files too: their events, their checkpoints, and that they chain into
+each other and into the database (see docs/audit-retention.md).`,
 		Example: `  warden audit verify --data ./warden-data
   warden audit verify --database postgres://warden@db/warden --checkpoints ./audit-checkpoints.jsonl
-  warden audit verify --data ./warden-data --public-key sign:audit.1=BASE64`,
+  warden audit verify --data ./warden-data --public-key sign:audit.1=BASE64
+  warden audit verify --data ./warden-data --archive /archive/audit-archive-1-20000.jsonl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -136,6 +142,13 @@ the checkpoint file, which proves the file and the database agree but not who si
 					warnings = append(warnings, f+": the last line is incomplete (a write interrupted by a crash) and was ignored")
 				}
 				o.Checkpoints = append(o.Checkpoints, cps...)
+			}
+			for _, f := range archives {
+				a, err := audit.ReadArchiveFile(f)
+				if err != nil {
+					return fmt.Errorf("archive file %s: %w", f, err)
+				}
+				o.Archives = append(o.Archives, a)
 			}
 			switch {
 			case c.getenv("WARDEN_MASTER_KEY") != "":
@@ -181,6 +194,106 @@ the checkpoint file, which proves the file and the database agree but not who si
 	cmd.Flags().StringVar(&dsn, "database", "", "PostgreSQL URL")
 	cmd.Flags().StringArrayVar(&cpFiles, "checkpoints", nil, "checkpoint file to check against (repeatable; default: the one in --data)")
 	cmd.Flags().StringArrayVar(&pins, "public-key", nil, "trusted checkpoint key KEY_ID=BASE64 (repeatable)")
+	cmd.Flags().StringArrayVar(&archives, "archive", nil, "archive file written by warden audit archive, to check as part of the chain (repeatable)")
+	addOutputFlag(cmd, &out)
+	return cmd
+}
+
+func newAuditArchiveCmd(c *cli) *cobra.Command {
+	var (
+		data, dsn, before, dir, out string
+		maxEvents                   int64
+	)
+	cmd := &cobra.Command{
+		Use:   "archive --before 90d|RFC3339|seq:N --out DIR (--data DIR | --database DSN)",
+		Short: "Move old events to an archive file at a signed checkpoint and delete them from the database",
+		Long: `Retention: pick the newest signed checkpoint before the given time (checkpoints signed
+before it) or seq (events with a smaller seq), write the events up to it and the
+checkpoints of the range to DIR/audit-archive-FIRST-LAST.jsonl (fsynced before anything
+is deleted), then, in one transaction, record a retention anchor and delete those events.
+The chain stays verifiable across the cut: warden audit verify starts from the anchor,
+and --archive FILE checks the archived events too.
+
+Nothing is signed here (existing checkpoints are used), so no master key is needed; with
+WARDEN_MASTER_KEY set the cut's signature is checked first. Without a checkpoint after the
+last cut that qualifies, nothing is archived. See docs/audit-retention.md.`,
+		Example: `  warden audit archive --data ./warden-data --before 90d --out /archive/warden
+  warden audit archive --database postgres://warden@db/warden --before seq:1000000 --out /archive/warden`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if dir == "" {
+				return errors.New("--out DIR is required: where the archive file goes")
+			}
+			o := audit.ArchiveOptions{Dir: dir, MaxEvents: maxEvents, Actor: "cli"}
+			if u := c.getenv("USER"); u != "" {
+				o.Actor = "cli:" + u
+			}
+			switch {
+			case before == "":
+				return errors.New("--before is required: a duration back from now (90d), an RFC 3339 time, or seq:N")
+			case strings.HasPrefix(before, "seq:"):
+				n, err := strconv.ParseInt(strings.TrimPrefix(before, "seq:"), 10, 64)
+				if err != nil || n < 1 {
+					return fmt.Errorf("--before %q: want seq:N with N >= 1", before)
+				}
+				o.BeforeSeq = n
+			default:
+				t, err := audit.ParseTime(before, time.Now())
+				if err != nil {
+					return fmt.Errorf("--before: %w", err)
+				}
+				o.Before = t
+			}
+			st, err := c.openAuditStore(ctx, data, dsn)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if mk := c.getenv("WARDEN_MASTER_KEY"); mk != "" {
+				key, err := seal.ParseMasterKey(mk)
+				if err != nil {
+					return err
+				}
+				keys, err := seal.Open(ctx, key, st)
+				clear(key)
+				if err != nil {
+					return fmt.Errorf("keyring: %w", err)
+				}
+				defer keys.Close()
+				o.PublicKey = keys.PublicKey
+			} else if data != "" {
+				// Record the public keys the checkpoint file holds next
+				// to the archived checkpoints; verify pins them anyway.
+				if cps, _, err := audit.ReadCheckpointFile(filepath.Join(data, audit.CheckpointFileName)); err == nil {
+					recorded := map[string]ed25519.PublicKey{}
+					for _, cp := range cps {
+						if len(cp.PublicKey) == ed25519.PublicKeySize {
+							recorded[cp.KeyID] = cp.PublicKey
+						}
+					}
+					o.PublicKey = func(kid string) (ed25519.PublicKey, bool) { k, ok := recorded[kid]; return k, ok }
+				}
+			}
+			res, err := audit.Archive(ctx, st, o)
+			if err != nil {
+				return err
+			}
+			return c.output(out, res, func() {
+				if res.Skipped != "" {
+					fmt.Fprintln(c.stdout, res.Skipped)
+					return
+				}
+				fmt.Fprintf(c.stdout, "archived events %d to %d (%d) to %s\nsha256 %s; the database's chain now starts after seq %d, vouched for by the checkpoint signed there\n",
+					res.Anchor.FirstSeq, res.Anchor.Seq, res.Events, res.Path, res.Anchor.FileSHA256, res.Anchor.Seq)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "", "data directory of an embedded-SQLite server")
+	cmd.Flags().StringVar(&dsn, "database", "", "PostgreSQL URL")
+	cmd.Flags().StringVar(&before, "before", "", "archive up to the newest checkpoint before this: 90d, an RFC 3339 time, or seq:N")
+	cmd.Flags().StringVar(&dir, "out", "", "directory for the archive file")
+	cmd.Flags().Int64Var(&maxEvents, "max-events", 0, "archive at most about this many events in one run (0: no limit)")
 	addOutputFlag(cmd, &out)
 	return cmd
 }
@@ -191,6 +304,9 @@ func printVerify(w io.Writer, r apitype.AuditVerify) {
 	}
 	if r.OK {
 		fmt.Fprintf(w, "ok: %d events, head seq %d (%s), %d checkpoints, signed up to seq %d\n", r.Events, r.HeadSeq, r.Head, r.Checkpoints, r.CheckpointedSeq)
+		if r.ArchivedSeq > 0 {
+			fmt.Fprintf(w, "archived by retention up to seq %d; %d archived events checked in archive files\n", r.ArchivedSeq, r.ArchivedEvents)
+		}
 		return
 	}
 	fmt.Fprintf(w, "FAILED: first bad seq %d: %s: %s\n", r.Problem.Seq, r.Problem.Kind, r.Problem.Message)

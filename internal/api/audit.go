@@ -33,7 +33,8 @@ func AuditEventOut(e *audit.Event) apitype.AuditEvent {
 // AuditVerifyOut converts a verification report to its wire form.
 func AuditVerifyOut(rep audit.Report) apitype.AuditVerify {
 	out := apitype.AuditVerify{OK: rep.OK, Events: rep.Events, Head: rep.Head.Hash.String(), HeadSeq: rep.Head.Seq,
-		Checkpoints: rep.Checkpoints, CheckpointedSeq: rep.CheckpointedSeq, Warnings: rep.Warnings}
+		Checkpoints: rep.Checkpoints, CheckpointedSeq: rep.CheckpointedSeq, Warnings: rep.Warnings,
+		ArchivedSeq: rep.ArchivedSeq, ArchivedEvents: rep.ArchivedEvents}
 	if p := rep.Problem; p != nil {
 		out.Error = p.Error()
 		out.FirstBadSeq = p.Seq
