@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -60,9 +61,49 @@ type Config struct {
 	// before the client is disconnected (default 30s).
 	PostgresWriteTimeout time.Duration `yaml:"postgres_write_timeout"`
 
+	// AuditSinks stream the audit chain to outside systems (a SIEM's HTTP
+	// collector, syslog); docs/audit-sinks.md.
+	AuditSinks []AuditSink `yaml:"audit_sinks"`
+
 	// MasterKey is filled by the server from WARDEN_MASTER_KEY or the key
 	// file; never from the YAML file.
 	MasterKey []byte `yaml:"-"`
+}
+
+// AuditSink is one streaming audit sink (docs/audit-sinks.md). Zero values
+// take the sink's defaults.
+type AuditSink struct {
+	// Name keys the sink's cursor in the database: lowercase letters,
+	// digits and '-', unique. Renaming a sink starts it from the oldest event.
+	Name string `yaml:"name"`
+	// Type is webhook or syslog.
+	Type string `yaml:"type"`
+	// Format is jsonl (default; the event as export writes it) or ocsf.
+	Format string `yaml:"format"`
+	// Kinds, when set, selects the event kinds sent.
+	Kinds []string `yaml:"kinds"`
+	// URL (webhook) receives batches as JSON Lines.
+	URL string `yaml:"url"`
+	// SecretEnv (webhook) names the environment variable holding the HMAC
+	// signing secret; the secret itself never goes in the file.
+	SecretEnv string `yaml:"secret_env"`
+	// Network (syslog) is udp, tcp or tls; Address is host:port.
+	Network string `yaml:"network"`
+	Address string `yaml:"address"`
+	// Hostname (syslog) is the HOSTNAME header field (default: the host's).
+	Hostname string `yaml:"hostname"`
+	// CAFile (PEM) replaces the system roots for https and tls receivers.
+	CAFile string `yaml:"ca_file"`
+	// BatchSize (default 500, at most 1000), FlushInterval (how often a
+	// caught-up sink looks for new events, default 1s), Timeout (one
+	// delivery, default 10s), MaxBackoff (between retries, default 1m).
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	Timeout       time.Duration `yaml:"timeout"`
+	MaxBackoff    time.Duration `yaml:"max_backoff"`
+	// MaxLag is how many events behind the sink may fall before Warden
+	// warns (default 10000).
+	MaxLag int64 `yaml:"max_lag"`
 }
 
 // Monitor is the behaviour monitor's configuration. The monitor validates
@@ -235,6 +276,69 @@ func (c *Config) Validate() error {
 	}
 	if r := c.RootToken.Reveal(); r != "" && len(r) < 16 {
 		return errors.New("root token: must be at least 16 characters (WARDEN_ROOT_TOKEN)")
+	}
+	return validateAuditSinks(c.AuditSinks)
+}
+
+var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// envName is a portable environment variable name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func validateAuditSinks(sinks []AuditSink) error {
+	seen := map[string]bool{}
+	for i, s := range sinks {
+		at := fmt.Sprintf("audit_sinks[%d]", i)
+		if !sinkName.MatchString(s.Name) {
+			return fmt.Errorf("%s.name %q: must be 1-63 lowercase letters, digits or '-'", at, s.Name)
+		}
+		at = fmt.Sprintf("audit_sinks[%d] (%s)", i, s.Name)
+		if seen[s.Name] {
+			return fmt.Errorf("%s: the name is used by another sink", at)
+		}
+		seen[s.Name] = true
+		switch s.Format {
+		case "", "jsonl", "ocsf":
+		default:
+			return fmt.Errorf("%s.format %q: must be jsonl or ocsf", at, s.Format)
+		}
+		switch s.Type {
+		case "webhook":
+			if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				return fmt.Errorf("%s.url: must be an http(s) URL", at)
+			}
+			if s.Network != "" || s.Address != "" || s.Hostname != "" {
+				return fmt.Errorf("%s: network, address and hostname are for syslog sinks", at)
+			}
+			if s.SecretEnv != "" && !envName.MatchString(s.SecretEnv) {
+				return fmt.Errorf("%s.secret_env: must name an environment variable (the secret itself never goes in the file)", at)
+			}
+		case "syslog":
+			switch s.Network {
+			case "udp", "tcp", "tls":
+			default:
+				return fmt.Errorf("%s.network %q: must be udp, tcp or tls", at, s.Network)
+			}
+			if _, _, err := net.SplitHostPort(s.Address); err != nil {
+				return fmt.Errorf("%s.address %q: must be host:port (e.g. siem.example.com:6514)", at, s.Address)
+			}
+			if s.URL != "" || s.SecretEnv != "" {
+				return fmt.Errorf("%s: url and secret_env are for webhook sinks", at)
+			}
+		default:
+			return fmt.Errorf("%s.type %q: must be webhook or syslog", at, s.Type)
+		}
+		for _, k := range s.Kinds {
+			if k == "" || len(k) > 64 {
+				return fmt.Errorf("%s.kinds: %q is not an event kind", at, k)
+			}
+		}
+		if s.BatchSize < 0 || s.BatchSize > 1000 {
+			return fmt.Errorf("%s.batch_size %d: must be between 1 and 1000", at, s.BatchSize)
+		}
+		if s.FlushInterval < 0 || s.Timeout < 0 || s.MaxBackoff < 0 || s.MaxLag < 0 {
+			return fmt.Errorf("%s: flush_interval, timeout, max_backoff and max_lag must not be negative", at)
+		}
 	}
 	return nil
 }
