@@ -332,8 +332,57 @@ func (l *Log) writer() {
 			}
 		}
 		l.drain(&batch)
+		if !l.linger(&batch) {
+			l.closing(batch)
+			return
+		}
 		l.commit(batch)
 	}
+}
+
+// asyncLinger is how long a batch holding only enqueued events waits for
+// an Append to share its commit.
+const asyncLinger = 2 * time.Millisecond
+
+// linger holds back a batch in which nobody waits (only enqueued events)
+// for up to asyncLinger, until an Append or a pump joins it or it is full.
+// Committing such a batch at once would make the next Append, which a
+// governed call is waiting on, queue behind a sync that nobody needed yet;
+// sharing the Append's commit instead costs that Append nothing. It
+// reports false if the log is closing (the caller commits batch then).
+func (l *Log) linger(batch *[]*request) bool {
+	if !onlyAsync(*batch) {
+		return true
+	}
+	t := time.NewTimer(asyncLinger)
+	defer t.Stop()
+	for len(*batch) < l.o.MaxBatch {
+		select {
+		case r := <-l.reqs:
+			*batch = append(*batch, r)
+			if !r.async {
+				l.drain(batch)
+				return true
+			}
+		case <-t.C:
+			return true
+		case <-l.quit:
+			return false
+		}
+	}
+	return true
+}
+
+func onlyAsync(batch []*request) bool {
+	if len(batch) == 0 {
+		return false
+	}
+	for _, r := range batch {
+		if !r.async {
+			return false
+		}
+	}
+	return true
 }
 
 // retryPause is how long the writer waits before retrying enqueued events
