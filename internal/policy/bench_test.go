@@ -71,6 +71,7 @@ func benchPolicy(k int, idents []string, team string, rng *rand.Rand) string {
 
 type benchSet struct {
 	engine *Engine
+	idents []Identity // in the order their policies were made
 	reqs   []Request
 	warm   []Request // other requests of the same mix, never timed
 }
@@ -107,11 +108,19 @@ func newBenchSet(b testing.TB, nPolicies, identsPer, teams int) *benchSet {
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	e := NewEngine(Options{Now: func() time.Time { return now }})
 	e.Replace(ps)
-	set := &benchSet{engine: e}
-	// The requests draw from their own generator, so every size asks the
-	// same sequence of actions, parameters and times (only which identity
-	// asks depends on how many there are).
-	rng = rand.New(rand.NewPCG(5, 6))
+	set := &benchSet{engine: e, idents: idents}
+	set.ask(idents)
+	return set
+}
+
+// ask makes the set's requests: 4,096 timed and 256 for warming up, each
+// from one of the given identities, for a random action of the benchmark's
+// connectors. The requests draw from their own generator, so sets asked by
+// the same identities ask exactly the same questions.
+func (set *benchSet) ask(idents []Identity) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	set.reqs = nil
 	for i := 0; i < 4096+256; i++ {
 		id := idents[rng.IntN(len(idents))]
 		set.reqs = append(set.reqs, Request{
@@ -123,7 +132,6 @@ func newBenchSet(b testing.TB, nPolicies, identsPer, teams int) *benchSet {
 		})
 	}
 	set.reqs, set.warm = set.reqs[:4096], set.reqs[4096:]
-	return set
 }
 
 // runDecide times every Decide and reports p50/p99 (ns) and decisions/s.
@@ -176,8 +184,12 @@ func BenchmarkDecideRealisticHotPath(b *testing.B) {
 
 // newScalingSet is n policies of two identities each, plus five
 // organisation-wide policies that apply to everyone by selector, asked as the
-// gateway asks (SkipMatched).
-func newScalingSet(b *testing.B, n int) *benchSet {
+// gateway asks (SkipMatched). With spread the requests come from all 2n
+// identities; without, from the 20 identities of the first ten policies,
+// which are the same at every n (policies are generated in order from one
+// seed): then every size answers exactly the same questions with exactly the
+// same matching rules, and only the number of other policies grows.
+func newScalingSet(b *testing.B, n int, spread bool) *benchSet {
 	set := newBenchSet(b, n, 2, 0)
 	rng := rand.New(rand.NewPCG(3, 4))
 	extra := set.engine.Policies()
@@ -186,37 +198,64 @@ func newScalingSet(b *testing.B, n int) *benchSet {
 		extra = append(extra, mustPolicy(b, src))
 	}
 	set.engine.Replace(extra)
+	if !spread {
+		set.ask(set.idents[:20])
+	}
+	set.skipMatched()
+	return set
+}
+
+func (set *benchSet) skipMatched() {
 	for _, reqs := range [][]Request{set.reqs, set.warm} {
 		for i := range reqs {
 			reqs[i].SkipMatched = true // as the gateway asks
 		}
 	}
-	return set
 }
 
-// BenchmarkDecideScaling grows the policy count with the identities they
-// govern (two identities per policy, plus five organisation-wide policies): the rules
-// that could match a request stay about the same, the total grows 1000x.
+// BenchmarkDecideScaling grows the policy count from 10 to 10,000 (two
+// identities per policy, plus five organisation-wide policies) and asks the
+// same questions at every size: the rules that could match a request are the
+// same, the total grows 1000x. Any growth is the index's.
 func BenchmarkDecideScaling(b *testing.B) {
 	for _, n := range []int{10, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			runDecide(b, newScalingSet(b, n))
+			runDecide(b, newScalingSet(b, n, false))
+		})
+	}
+}
+
+// BenchmarkDecideScalingSpread is the same sets asked by every identity
+// alike: at 10,000 policies almost every request is the first in a long
+// while for its identity, so the index entries and rules it reads are
+// rarely in the CPU cache. This measures the memory hierarchy as much as the
+// engine (a workload concentrated on fewer active identities sits between
+// the two benchmarks).
+func BenchmarkDecideScalingSpread(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			runDecide(b, newScalingSet(b, n, true))
 		})
 	}
 }
 
 // BenchmarkDecideScalingRatio measures the scaling target where a shared
-// machine's load would otherwise decide it: it builds the 10- and
+// machine's load would otherwise decide it. It builds the 10- and
 // 10,000-policy sets once and alternates between them, one timed pass over
 // the request mix at a time (each after an untimed warm-up on other requests
-// of the same mix), so other processes slow both sizes alike. b.N decisions
-// per size; it reports each size's p50 and p99 and the ratio of the p99s.
+// of the same mix), so other processes slow both sizes alike: 10,000 asked
+// like 10 (same identities, same questions) and 10,000 spread over all its
+// identities. b.N decisions per set; it reports each set's p50 and p99 and
+// the ratios of the p99s to that of 10 policies.
 func BenchmarkDecideScalingRatio(b *testing.B) {
-	sizes := []int{10, 10000}
-	sets := make([]*benchSet, len(sizes))
-	lats := make([][]time.Duration, len(sizes))
-	for k, n := range sizes {
-		sets[k] = newScalingSet(b, n)
+	names := []string{"10", "10000", "10000spread"}
+	sets := []*benchSet{newScalingSet(b, 10, false), newScalingSet(b, 10000, false), nil}
+	spread := *sets[1]
+	spread.ask(spread.idents)
+	spread.skipMatched()
+	sets[2] = &spread
+	lats := make([][]time.Duration, len(sets))
+	for k := range sets {
 		lats[k] = make([]time.Duration, 0, b.N)
 	}
 	ctx := context.Background()
@@ -242,14 +281,16 @@ func BenchmarkDecideScalingRatio(b *testing.B) {
 	}
 	b.StopTimer()
 	var p99 []float64
-	for k, n := range sizes {
+	for k, name := range names {
 		lat := lats[k]
 		slices.Sort(lat)
-		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), fmt.Sprintf("p50-ns/%d", n))
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns/"+name)
 		p99 = append(p99, float64(lat[len(lat)*99/100].Nanoseconds()))
-		b.ReportMetric(p99[k], fmt.Sprintf("p99-ns/%d", n))
+		b.ReportMetric(p99[k], "p99-ns/"+name)
+		if k > 0 {
+			b.ReportMetric(p99[k]/p99[0], "p99-ratio/"+name)
+		}
 	}
-	b.ReportMetric(p99[len(p99)-1]/p99[0], "p99-ratio")
 }
 
 // BenchmarkBusinessHours is one business-hours rule (getHours in
