@@ -176,6 +176,12 @@ func Run(ctx context.Context, o Options) error {
 	elevations := elevation.New(elevation.Options{Store: st, Policies: policies, Identities: ids, MaxDuration: cfg.MaxElevation})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Audit sinks stream the chain from their own cursors: they never hold
+	// up Append, and resume where they stopped (docs/audit-sinks.md).
+	auditSinks, err := newAuditSinks(cfg, st, reg, log, o.Getenv)
+	if err != nil {
+		return err
+	}
 	// The behaviour monitor: the gate hands it every decided and completed
 	// call (an enqueue that never blocks) and consults its breaker's
 	// throttle; it suspends through the registry (docs/monitor.md).
@@ -257,6 +263,8 @@ func Run(ctx context.Context, o Options) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); creds.Run(bg, 10*time.Second) }() // token refresh, scheduled rotation, version retirement, lease sweep
+	wg.Add(1)
+	go func() { defer wg.Done(); auditSinks.Run(bg) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
