@@ -78,6 +78,9 @@ type Config struct {
 	URL string
 	// Secret (webhook), when set, signs every batch like internal/webhook.
 	Secret warden.Secret
+	// Authorization (webhook), when set, is sent as the Authorization
+	// header (a collector's token, e.g. "Splunk <token>").
+	Authorization warden.Secret
 
 	// Network (syslog) is "udp", "tcp" or "tls"; Address is host:port.
 	Network string

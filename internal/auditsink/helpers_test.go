@@ -165,6 +165,7 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 type receiver struct {
 	t      testing.TB
 	secret string
+	auth   string // the Authorization header expected, when set
 	srv    *httptest.Server
 
 	mu       sync.Mutex
@@ -204,6 +205,9 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if req.Header.Get("X-Warden-Signature") != want {
 			problems = append(problems, "bad signature")
 		}
+	}
+	if r.auth != "" && req.Header.Get("Authorization") != r.auth {
+		problems = append(problems, "missing or wrong Authorization")
 	}
 	var evs []audit.Event
 	var raw [][]byte

@@ -49,6 +49,7 @@ func (e *encoder) encode(format string, ev *audit.Event) ([]byte, error) {
 //	X-Warden-Sink: <sink name>
 //	X-Warden-First-Seq, X-Warden-Last-Seq: the batch's first and last seq
 //	X-Warden-Timestamp, X-Warden-Signature: as internal/webhook (with a secret)
+//	Authorization: the configured value (a collector's token), when set
 //
 // Any 2xx answer means delivered; anything else, a redirect or a timeout is
 // a failure, retried by the sink. Redirects are never followed: a receiver
@@ -58,6 +59,7 @@ type webhookSink struct {
 	url    string
 	host   string // for errors: never the full URL, which may carry a token
 	secret warden.Secret
+	auth   warden.Secret
 	client *http.Client
 	body   bytes.Buffer
 }
@@ -68,7 +70,7 @@ func newWebhook(c Config, roots *x509.CertPool) *webhookSink {
 	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	tr.MaxIdleConnsPerHost = 2
 	return &webhookSink{
-		name: c.Name, url: c.URL, host: u.Scheme + "://" + u.Host, secret: c.Secret,
+		name: c.Name, url: c.URL, host: u.Scheme + "://" + u.Host, secret: c.Secret, auth: c.Authorization,
 		client: &http.Client{
 			Transport:     tr,
 			Timeout:       c.Timeout,
@@ -98,6 +100,9 @@ func (w *webhookSink) send(ctx context.Context, evs []*audit.Event, lines [][]by
 	h.Set("X-Warden-Timestamp", ts)
 	if !w.secret.IsZero() {
 		h.Set("X-Warden-Signature", webhook.Sign(w.secret, ts, body))
+	}
+	if !w.auth.IsZero() {
+		h.Set("Authorization", w.auth.Reveal())
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {

@@ -26,6 +26,7 @@ func TestWebhookRetriesUntilDelivered(t *testing.T) {
 		defer other.Close()
 
 		rec := newReceiver(t, "s3cret-for-tests")
+		rec.auth = "Splunk hec-token-for-tests"
 		rec.fail = func(n int, w http.ResponseWriter) bool {
 			switch n {
 			case 1:
@@ -45,6 +46,7 @@ func TestWebhookRetriesUntilDelivered(t *testing.T) {
 		head := e.appendN(t, 100, nil)
 		cfg := webhookSink("siem", rec.srv.URL+"/ingest?token=do-not-log")
 		cfg.Secret = secret("s3cret-for-tests")
+		cfg.Authorization = secret("Splunk hec-token-for-tests")
 		cfg.BatchSize = 40
 		cfg.Timeout = 300 * time.Millisecond
 		r := start(t, st, cfg)
@@ -75,7 +77,7 @@ func TestWebhookRetriesUntilDelivered(t *testing.T) {
 		if st0.Cursor != head || st0.Delivered != head || st0.LastError == "" {
 			t.Fatalf("status %+v", st0)
 		}
-		if strings.Contains(st0.LastError, "do-not-log") || strings.Contains(st0.LastError, "s3cret") {
+		if strings.Contains(st0.LastError, "do-not-log") || strings.Contains(st0.LastError, "s3cret") || strings.Contains(st0.LastError, "hec-token") {
 			t.Fatalf("an error names the URL's token or the secret: %q", st0.LastError)
 		}
 		if mc, err := r.sinks.MinCursor(ctx); err != nil || mc != head {

@@ -14,6 +14,7 @@ audit_sinks:
     type: webhook
     url: https://hec.example.com/services/collector/raw
     secret_env: WARDEN_SPLUNK_SECRET
+    authorization_env: WARDEN_SPLUNK_HEC
     format: ocsf
     kinds: [operation.decided, anomaly.finding]
     batch_size: 200
@@ -31,7 +32,7 @@ audit_sinks:
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.AuditSinks) != 2 || c.AuditSinks[0].SecretEnv != "WARDEN_SPLUNK_SECRET" || c.AuditSinks[0].FlushInterval != 2*time.Second ||
+	if len(c.AuditSinks) != 2 || c.AuditSinks[0].SecretEnv != "WARDEN_SPLUNK_SECRET" || c.AuditSinks[0].AuthorizationEnv != "WARDEN_SPLUNK_HEC" || c.AuditSinks[0].FlushInterval != 2*time.Second ||
 		c.AuditSinks[1].Network != "tls" || c.AuditSinks[1].MaxLag != 50000 {
 		t.Fatalf("%+v", c.AuditSinks)
 	}

@@ -87,6 +87,9 @@ type AuditSink struct {
 	// SecretEnv (webhook) names the environment variable holding the HMAC
 	// signing secret; the secret itself never goes in the file.
 	SecretEnv string `yaml:"secret_env"`
+	// AuthorizationEnv (webhook) names the environment variable holding the
+	// Authorization header's value (e.g. "Splunk <HEC token>").
+	AuthorizationEnv string `yaml:"authorization_env"`
 	// Network (syslog) is udp, tcp or tls; Address is host:port.
 	Network string `yaml:"network"`
 	Address string `yaml:"address"`
@@ -313,6 +316,9 @@ func validateAuditSinks(sinks []AuditSink) error {
 			if s.SecretEnv != "" && !envName.MatchString(s.SecretEnv) {
 				return fmt.Errorf("%s.secret_env: must name an environment variable (the secret itself never goes in the file)", at)
 			}
+			if s.AuthorizationEnv != "" && !envName.MatchString(s.AuthorizationEnv) {
+				return fmt.Errorf("%s.authorization_env: must name an environment variable (the credential itself never goes in the file)", at)
+			}
 		case "syslog":
 			switch s.Network {
 			case "udp", "tcp", "tls":
@@ -322,8 +328,8 @@ func validateAuditSinks(sinks []AuditSink) error {
 			if _, _, err := net.SplitHostPort(s.Address); err != nil {
 				return fmt.Errorf("%s.address %q: must be host:port (e.g. siem.example.com:6514)", at, s.Address)
 			}
-			if s.URL != "" || s.SecretEnv != "" {
-				return fmt.Errorf("%s: url and secret_env are for webhook sinks", at)
+			if s.URL != "" || s.SecretEnv != "" || s.AuthorizationEnv != "" {
+				return fmt.Errorf("%s: url, secret_env and authorization_env are for webhook sinks", at)
 			}
 		default:
 			return fmt.Errorf("%s.type %q: must be webhook or syslog", at, s.Type)

@@ -31,6 +31,13 @@ func newAuditSinks(cfg config.Config, st *store.Store, reg prometheus.Registerer
 			}
 			c.Secret = warden.NewSecret(v)
 		}
+		if s.AuthorizationEnv != "" {
+			v := getenv(s.AuthorizationEnv)
+			if v == "" {
+				return nil, fmt.Errorf("audit sink %q: authorization_env names %s, which is not set", s.Name, s.AuthorizationEnv)
+			}
+			c.Authorization = warden.NewSecret(v)
+		}
 		sinks = append(sinks, c)
 	}
 	return auditsink.New(auditsink.Options{Store: st, Sinks: sinks, Registry: reg, Logger: log})
