@@ -45,6 +45,7 @@ func main() {
 	rates := flag.String("rates", "500,1000,2000", "fixed request rates to measure (requests/s)")
 	conns := flag.Int("conns", 32, "concurrent connections at saturation")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to FILE")
+	satOnly := flag.String("saturate-only", "", "measure only this path at saturation (direct, bare, warden): for profiling one path")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -96,6 +97,16 @@ func main() {
 		}
 	}
 
+	if *satOnly != "" {
+		for _, p := range paths {
+			if strings.HasPrefix(p.name, *satOnly) {
+				rps, lat, errs := saturate(hc, p.url, p.auth, *conns, *duration)
+				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %d errors\n", p.name, rps, us(pct(lat, .5)), us(pct(lat, .99)), errs)
+				return
+			}
+		}
+		log.Fatalf("no path %q", *satOnly)
+	}
 	fmt.Printf("# gateway benchmark: %d CPUs, %s per point\n\n", numCPU(), *duration)
 	fmt.Println("| rate (req/s) | path | p50 | p99 | added p50 | added p99 | over bare p50 | over bare p99 | errors |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
