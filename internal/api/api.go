@@ -57,6 +57,7 @@ type Options struct {
 	Database     Health
 	Changes      Changes
 	Audit        *audit.Log       // GET /v1/audit, /v1/audit/verify, /v1/audit/export, /v1/audit/checkpoints
+	AuditSinks   AuditSinks       // GET /v1/audit/sinks
 	Monitor      *monitor.Monitor // /v1/findings, /v1/breaker
 	Logger       *slog.Logger
 	Registry     prometheus.Registerer

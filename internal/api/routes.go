@@ -59,6 +59,7 @@ func (a *API) routes() []route {
 		{Method: "GET", Pattern: "/v1/audit/verify", Auth: authAdmin, Summary: "Verify the whole audit chain and every checkpoint (security, auditor or admin role)", Response: typeOf[apitype.AuditVerify](), Handler: a.verifyAudit},
 		{Method: "GET", Pattern: "/v1/audit/export", Auth: authAdmin, Summary: "Export matching audit events, oldest first, as JSON Lines or OCSF (application/x-ndjson)", Query: []string{"format", "identity", "kind", "action", "decision", "since", "until", "text"}, Handler: a.exportAudit},
 		{Method: "GET", Pattern: "/v1/audit/checkpoints", Auth: authAdmin, Summary: "Signed audit checkpoints with their public keys (application/x-ndjson, checkpoint file format)", Handler: a.auditCheckpoints},
+		{Method: "GET", Pattern: "/v1/audit/sinks", Auth: authAdmin, Summary: "Streaming audit sinks: cursor, lag, last delivery and last error (security, auditor or admin role)", Response: typeOf[apitype.AuditSinkList](), Handler: a.listAuditSinks},
 		{Method: "GET", Pattern: "/v1/changes", Auth: authAdmin, Summary: "Recorded admin changes, newest first", Response: typeOf[apitype.ChangeList](), Query: []string{"target", "limit"}, Handler: a.listChanges},
 
 		{Method: "PUT", Pattern: "/v1/policies/{name}", Auth: authAdmin, Summary: "Create or replace a policy (YAML or JSON body; compiled before it is saved)", Response: typeOf[apitype.Policy](), Handler: a.putPolicy},

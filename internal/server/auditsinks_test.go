@@ -69,6 +69,32 @@ func TestServerStreamsAuditToSink(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The cursor moves just after the receiver answered: poll for it.
+	var list apitype.AuditSinkList
+	for {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/audit/sinks", nil)
+		req.Header.Set("Authorization", "Bearer "+srv.RootToken)
+		sresp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = apitype.AuditSinkList{}
+		err = json.NewDecoder(sresp.Body).Decode(&list)
+		sresp.Body.Close()
+		if err != nil || sresp.StatusCode != 200 || len(list.Sinks) != 1 || list.Sinks[0].Name != "siem" || list.Sinks[0].Type != "webhook" {
+			t.Fatalf("GET /v1/audit/sinks = %d %+v, %v", sresp.StatusCode, list, err)
+		}
+		if list.Sinks[0].Cursor > 0 && list.Sinks[0].LastDelivery != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink's status never showed a delivery: %+v", list)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b, _ := json.Marshal(list); strings.Contains(string(b), rec.URL) {
+		t.Fatalf("the sink status shows the receiver's URL: %s", b)
+	}
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)

@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options) error {
 	handler := api.New(api.Options{
 		Identities: ids, Authn: authSvc, Policies: policies, Gate: g, Database: st,
 		Credentials: creds, Connectors: connectors, Catalog: catalog, Proxy: gw, MCP: mcpGW, Approvals: approvals, Elevations: elevations,
-		Inventory: discovery.NewInventory(st), Changes: st, Audit: auditLog, Monitor: mon, Logger: log,
+		Inventory: discovery.NewInventory(st), Changes: st, Audit: auditLog, AuditSinks: auditSinks, Monitor: mon, Logger: log,
 		Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, Ready: ready,
 	})
 
