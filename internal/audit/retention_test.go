@@ -508,3 +508,27 @@ func TestExportRoundTripsToHashes(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadArchive: an archive file is outside input; reading it never
+// panics, and what it accepts scans again to the same count.
+func FuzzReadArchive(f *testing.F) {
+	f.Add([]byte(`{"seq":1,"id":"evt_1","time":"2026-01-01T00:00:00Z","kind":"operation.decided","actor":"","identity":"","action":"","resource":"","decision":"","code":"","policy":"","rule":"","reason":"","request":{},"outcome":{},"v":1,"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","hash":"0000000000000000000000000000000000000000000000000000000000000000"}` + "\n" +
+		`{"v":1,"seq":1,"hash":"0000000000000000000000000000000000000000000000000000000000000000","time":"2026-01-01T00:00:00Z","key_id":"sign:audit.1","public_key":null,"sig":null}` + "\n"))
+	f.Add([]byte("{}\n"))
+	f.Add([]byte(`{"v":1,"seq":1}` + "\n" + `{"seq":2}` + "\n"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "audit-archive-fuzz.jsonl")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a, err := audit.ReadArchiveFile(path)
+		if err != nil {
+			return
+		}
+		var n int64
+		if err := a.ScanEvents(func(*audit.Event) error { n++; return nil }); err != nil || n != a.Events {
+			t.Fatalf("accepted archive scans to %d of %d events: %v", n, a.Events, err)
+		}
+	})
+}
