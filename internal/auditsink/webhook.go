@@ -19,9 +19,10 @@ import (
 	"warden/internal/webhook"
 )
 
-// encoder writes events exactly as audit.Export does: encoding/json with its
-// defaults, one object and a '\n' per event. JSON escapes every control
-// character, so an event is always exactly one line.
+// encoder writes events exactly as audit.Export does: one object and a
+// '\n' per event, without HTML escaping, so detail keeps the bytes that
+// were hashed. JSON escapes every control character, so an event is
+// always exactly one line.
 type encoder struct {
 	buf bytes.Buffer
 	enc *json.Encoder
@@ -30,6 +31,7 @@ type encoder struct {
 func (e *encoder) encode(format string, ev *audit.Event) ([]byte, error) {
 	if e.enc == nil {
 		e.enc = json.NewEncoder(&e.buf)
+		e.enc.SetEscapeHTML(false)
 	}
 	e.buf.Reset()
 	var v any = ev

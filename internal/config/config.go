@@ -65,6 +65,11 @@ type Config struct {
 	// collector, syslog); docs/audit-sinks.md.
 	AuditSinks []AuditSink `yaml:"audit_sinks"`
 
+	// AuditRetention archives old audit events to files and removes them
+	// from the database, keeping the chain verifiable across the cut
+	// (docs/audit-retention.md). Off unless Keep is set.
+	AuditRetention AuditRetention `yaml:"audit_retention"`
+
 	// MasterKey is filled by the server from WARDEN_MASTER_KEY or the key
 	// file; never from the YAML file.
 	MasterKey []byte `yaml:"-"`
@@ -280,7 +285,41 @@ func (c *Config) Validate() error {
 	if r := c.RootToken.Reveal(); r != "" && len(r) < 16 {
 		return errors.New("root token: must be at least 16 characters (WARDEN_ROOT_TOKEN)")
 	}
+	if err := c.AuditRetention.validate(); err != nil {
+		return err
+	}
 	return validateAuditSinks(c.AuditSinks)
+}
+
+// AuditRetention configures periodic audit retention.
+type AuditRetention struct {
+	// Keep is how long events stay in the database (e.g. 2160h for 90
+	// days); 0 turns retention off. Events older than that, up to a signed
+	// checkpoint, move to an archive file.
+	Keep time.Duration `yaml:"keep"`
+	// Dir receives the archive files (default <data>/audit-archive).
+	Dir string `yaml:"dir"`
+	// Every is how often retention runs (default 1h).
+	Every time.Duration `yaml:"every"`
+	// MaxEvents bounds one run's cut so the database's write lock is held
+	// briefly (default 100000); a backlog is worked off over several runs.
+	MaxEvents int64 `yaml:"max_events"`
+}
+
+func (r AuditRetention) validate() error {
+	switch {
+	case r.Keep < 0:
+		return errors.New("audit_retention.keep: must not be negative")
+	case r.Keep == 0 && (r.Dir != "" || r.Every != 0 || r.MaxEvents != 0):
+		return errors.New("audit_retention: set keep (how long events stay in the database) to turn retention on")
+	case r.Keep > 0 && r.Keep < time.Hour:
+		return errors.New("audit_retention.keep: at least 1h (events are archived up to a signed checkpoint, made every 30s or 10,000 events)")
+	case r.Every < 0 || (r.Every > 0 && r.Every < time.Minute):
+		return errors.New("audit_retention.every: at least 1m")
+	case r.MaxEvents < 0:
+		return errors.New("audit_retention.max_events: must not be negative")
+	}
+	return nil
 }
 
 var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

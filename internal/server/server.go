@@ -265,6 +265,10 @@ func Run(ctx context.Context, o Options) error {
 	go func() { defer wg.Done(); creds.Run(bg, 10*time.Second) }() // token refresh, scheduled rotation, version retirement, lease sweep
 	wg.Add(1)
 	go func() { defer wg.Done(); auditSinks.Run(bg) }()
+	wg.Add(1)
+	// Retention's first run waits a minute so that a restart does not race
+	// the start (docs/audit-retention.md).
+	go func() { defer wg.Done(); retention(bg, cfg, log, auditLog, auditSinks, time.Minute) }()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
