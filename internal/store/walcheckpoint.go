@@ -11,13 +11,26 @@ import (
 // and fsyncs megabytes before it returns. On the audit path that writer is
 // the group commit every governed call waits for, so the default puts a
 // multi-millisecond stall into the tail of every call about once in a
-// hundred commits. Warden checkpoints from a background goroutine instead
-// (PASSIVE: it never blocks the writer or readers) and keeps the inline
-// checkpoint only as a backstop, at a threshold the background one keeps the
-// log far below.
+// hundred commits. Warden checkpoints from a background goroutine instead:
+//
+//   - every walCheckpointEvery a PASSIVE checkpoint copies what is
+//     committed into the database file without blocking the writer or
+//     readers;
+//   - a PASSIVE checkpoint never lets the log start over while a writer is
+//     busy (each commit lands after the checkpoint's snapshot), so once the
+//     log holds walRestartFrames frames a RESTART checkpoint follows: it
+//     holds the writer back only while it copies the few frames committed
+//     since the PASSIVE one and syncs, and the next commit writes the log
+//     from its start again (same file, same blocks: no metadata to sync);
+//   - the inline checkpoint stays as a backstop only, at a threshold the
+//     background one keeps the log far below.
 
 // walCheckpointEvery is how often the background checkpoint runs.
 const walCheckpointEvery = 100 * time.Millisecond
+
+// walRestartFrames is the log length (frames, about 4 KiB each) at which
+// the background checkpoint makes the log start over.
+const walRestartFrames = 2000
 
 // walBackstopPages is wal_autocheckpoint: an inline checkpoint happens only
 // if the background one falls this far behind (about 40 MB of log).
@@ -48,8 +61,11 @@ func (s *Store) startWALCheckpointer() {
 func (s *Store) walCheckpoint() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var busy, logPages, done int64
-	_ = s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done)
+	var busy, logFrames, done int64
+	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done); err != nil || logFrames < walRestartFrames {
+		return
+	}
+	_ = s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &logFrames, &done)
 }
 
 func (s *Store) stopWALCheckpointer() {
