@@ -24,6 +24,28 @@ func wantUnavailable(t *testing.T, l *audit.Log) {
 	}
 }
 
+// refuseInserts makes the database refuse audit inserts the way a full disk
+// does; allowInserts undoes it.
+func refuseInserts(t *testing.T, st *store.Store) {
+	t.Helper()
+	if st.Engine() == store.Postgres {
+		sqlExec(t, st, `CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`)
+		sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_audit()`)
+	} else {
+		sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
+	}
+}
+
+func allowInserts(t *testing.T, st *store.Store) {
+	t.Helper()
+	if st.Engine() == store.Postgres {
+		sqlExec(t, st, `DROP TRIGGER fail_audit ON audit_events`)
+		sqlExec(t, st, `DROP FUNCTION fail_audit()`)
+	} else {
+		sqlExec(t, st, `DROP TRIGGER fail_audit`)
+	}
+}
+
 // A write error (disk full, I/O error, refused insert) fails every waiting
 // append with ErrUnavailable and leaves the chain as it was; once writes
 // work again the chain continues without a gap.
@@ -31,19 +53,14 @@ func TestWriteFailureFailsClosedAndRecovers(t *testing.T) {
 	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
 		e := newEnv(t, st)
 		e.appendN(t, 5)
-		if st.Engine() == store.Postgres {
-			sqlExec(t, st, `CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$`)
-			sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_audit()`)
-		} else {
-			sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
-		}
+		refuseInserts(t, st)
 		for i := 0; i < 3; i++ {
 			wantUnavailable(t, e.log)
 		}
 		if h, _ := st.AuditHead(ctx); h.Seq != 5 {
 			t.Fatalf("head moved to %d during the failure", h.Seq)
 		}
-		sqlExec(t, st, `DROP TRIGGER fail_audit`+map[bool]string{true: ` ON audit_events`}[st.Engine() == store.Postgres])
+		allowInserts(t, st)
 		if r := e.append(t, decided(1)); r.Seq != 6 {
 			t.Fatalf("after recovery seq %d, want 6", r.Seq)
 		}
@@ -173,12 +190,7 @@ func TestEnqueuedEventsSurviveWriteFailure(t *testing.T) {
 	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
 		e := newEnv(t, st)
 		e.appendN(t, 2)
-		if st.Engine() == store.Postgres {
-			sqlExec(t, st, `CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full' USING ERRCODE = 'disk_full'; END $$`)
-			sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_audit()`)
-		} else {
-			sqlExec(t, st, `CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`)
-		}
+		refuseInserts(t, st)
 		for i := 0; i < 5; i++ {
 			ev := decided(i)
 			ev.Kind = audit.KindCompleted
@@ -190,7 +202,7 @@ func TestEnqueuedEventsSurviveWriteFailure(t *testing.T) {
 		if h, _ := st.AuditHead(ctx); h.Seq != 2 {
 			t.Fatalf("head moved to %d during the failure", h.Seq)
 		}
-		sqlExec(t, st, `DROP TRIGGER fail_audit`+map[bool]string{true: ` ON audit_events`}[st.Engine() == store.Postgres])
+		allowInserts(t, st)
 		r := e.append(t, decided(9))
 		if r.Seq != 8 {
 			t.Fatalf("after recovery the decided event got seq %d, want 8 (after the 5 enqueued)", r.Seq)
