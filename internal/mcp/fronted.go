@@ -97,19 +97,15 @@ func (g *Gateway) callUpstream(ctx context.Context, base gate.Call, c *connector
 	return result
 }
 
-// complete records the outcome of a forwarded call. Like /v1/execute,
-// which records it after writing the response, it does not hold the
-// result back: the "decided" record was durable before anything was sent;
-// this one follows in the background, bounded by a timeout, and Close
-// waits for it (the server closes the audit log after the gateway).
+// complete records the outcome of a forwarded call. Like the proxy, it
+// does not hold the result back: the "decided" record was durable before
+// anything was sent, and the completed one is queued for the audit log's
+// next group commit (gate.Auditor.Enqueue), which Close of the log flushes.
 func (g *Gateway) complete(ctx context.Context, v *gate.Verdict, status int, bytesOut int64, err error) {
-	g.pending.Add(1)
-	go func() {
-		defer g.pending.Done()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		g.o.Gate.Complete(cctx, v, status, bytesOut, err)
-	}()
+	// The timeout bounds only a wait for room in a full audit queue.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	g.o.Gate.Complete(cctx, v, status, bytesOut, err)
 }
 
 func blocked(name string) *sdk.CallToolResult {

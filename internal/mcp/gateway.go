@@ -80,7 +80,6 @@ type Gateway struct {
 	defs    sync.Map // *connector.Op -> *sdk.Tool (without name)
 	done    chan struct{}
 	once    sync.Once
-	pending sync.WaitGroup // background "completed" audit records
 
 	mu    sync.Mutex
 	links map[string]*link
@@ -147,7 +146,6 @@ func (g *Gateway) Close() {
 		go func() { defer wg.Done(); l.close() }()
 	}
 	wg.Wait()
-	g.pending.Wait()
 }
 
 // caller is who sent one HTTP request to /mcp, authenticated by the API.
