@@ -213,34 +213,35 @@ func (e *Engine) Policies() []*Policy {
 // ---- index ----
 
 // ruleRef is a rule in a bucket. Deciding order is policy name, then rule
-// order; before reports it.
+// order; before reports it. The ref carries the first eight bytes of the
+// policy name, so ordering the candidates of different policies rarely reads
+// the policies themselves (with many policies in force, rarely in cache).
 type ruleRef struct {
-	r *rule
+	r   *rule
+	key uint64 // the policy name's first 8 bytes, big-endian, zero-padded
 }
 
-func before(a, b *rule) bool {
-	if a.pol != b.pol {
-		return a.pol.name < b.pol.name
+func newRuleRef(r *rule) ruleRef {
+	var k uint64
+	for i := 0; i < 8; i++ {
+		k <<= 8
+		if i < len(r.pol.name) {
+			k |= uint64(r.pol.name[i])
+		}
 	}
-	return a.idx < b.idx
+	return ruleRef{r: r, key: k}
 }
 
-// patGroup holds the rules of one bucket that share a pattern, so a pattern
-// written in many policies (say "*:admin.*") is matched once per decision.
-type patGroup struct {
-	p    *pattern
-	refs []ruleRef
-}
-
-// bucket indexes the rules of the policies that name one subject, by action.
-// Buckets are immutable once built and shared between snapshots.
-type bucket struct {
-	pols  []*Policy              // sorted by name
-	exact map[string][]ruleRef   // full action -> rules
-	conn  map[string][]*patGroup // literal connector -> operation patterns
-	wild  []*patGroup            // patterns with a wildcard connector
-	all   []ruleRef              // the pattern "*"
-	every []ruleRef              // every rule, for Explain
+// before reports whether a decides before b. Names hold no NUL byte, so the
+// zero-padded prefixes order like the names whenever they differ.
+func before(a, b ruleRef) bool {
+	if a.r.pol == b.r.pol {
+		return a.r.idx < b.r.idx
+	}
+	if a.key != b.key {
+		return a.key < b.key
+	}
+	return a.r.pol.name < b.r.pol.name
 }
 
 type labelKV struct{ k, v string }
@@ -314,39 +315,6 @@ func (p *Policy) subjectKeys() (idents []string, sels map[string]*Selector) {
 		}
 	}
 	return idents, sels
-}
-
-func newBucket(pols []*Policy) *bucket {
-	b := &bucket{pols: pols, exact: map[string][]ruleRef{}, conn: map[string][]*patGroup{}}
-	groups := map[string]*patGroup{}
-	for _, p := range pols {
-		for _, r := range p.rules {
-			ref := ruleRef{r: r}
-			b.every = append(b.every, ref)
-			for j := range r.patterns {
-				pat := &r.patterns[j]
-				switch {
-				case pat.all:
-					b.all = append(b.all, ref)
-				case pat.connLit && pat.opLit:
-					b.exact[pat.raw] = append(b.exact[pat.raw], ref)
-				default:
-					g := groups[pat.raw]
-					if g == nil {
-						g = &patGroup{p: pat}
-						groups[pat.raw] = g
-						if pat.connLit {
-							b.conn[pat.conn] = append(b.conn[pat.conn], g)
-						} else {
-							b.wild = append(b.wild, g)
-						}
-					}
-					g.refs = append(g.refs, ref)
-				}
-			}
-		}
-	}
-	return b
 }
 
 func newSelEntry(sel *Selector, pols []*Policy) *selEntry {
@@ -529,28 +497,21 @@ func (s *snapshot) buckets(id *Identity, fn func(*bucket)) {
 // match the action (every rule of the identity's policies with all), sorted in
 // deciding order without duplicates.
 func (s *snapshot) candidates(out []ruleRef, id *Identity, action, conn, op string, all bool) []ruleRef {
+	k := actionKeys{action: action, conn: conn, op: op}
+	if !all {
+		k.hAction, k.hConn = hashKey(action), hashKey(conn)
+	}
 	s.buckets(id, func(b *bucket) {
 		if all {
 			out = append(out, b.every...)
 			return
 		}
-		out = append(out, b.exact[action]...)
-		for _, g := range b.conn[conn] {
-			if g.p.match(conn, op) {
-				out = append(out, g.refs...)
-			}
-		}
-		for _, g := range b.wild {
-			if g.p.match(conn, op) {
-				out = append(out, g.refs...)
-			}
-		}
-		out = append(out, b.all...)
+		out = b.appendMatching(out, &k)
 	})
 	if len(out) > 1 {
 		// Insertion sort: candidate lists are short, and this allocates nothing.
 		for i := 1; i < len(out); i++ {
-			for j := i; j > 0 && before(out[j].r, out[j-1].r); j-- {
+			for j := i; j > 0 && before(out[j], out[j-1]); j-- {
 				out[j], out[j-1] = out[j-1], out[j]
 			}
 		}
