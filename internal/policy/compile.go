@@ -57,18 +57,22 @@ type subject struct {
 	sel      *Selector // nil for an identity entry
 }
 
+// rule is a compiled rule. The fields every decision reads for every
+// candidate come first, so that they share a cache line or two: with many
+// policies in force a candidate rule is rarely in the CPU cache.
 type rule struct {
 	pol       *Policy
 	idx       int
-	id        string
 	effect    Effect
-	patterns  []pattern
-	when      string
 	prg       cel.Program // nil without a condition
 	ctxEval   bool        // the program loops: evaluate with cost limit and context
+	timed     bool        // notBefore or expiresAt is set
 	limit     *Limit
+	id        string
 	notBefore time.Time // zero: none
 	expiresAt time.Time // zero: none
+	patterns  []pattern
+	when      string
 	approval  *Approval // require_approval settings; nil for defaults
 
 	// Reasons are built once here so that Decide allocates nothing for them:
@@ -230,6 +234,7 @@ func compileRule(e *cel.Env, doc *Document, p *Policy, i int) (*rule, error) {
 		}
 		r.approval = a
 	}
+	r.timed = !r.notBefore.IsZero() || !r.expiresAt.IsZero()
 	if !r.notBefore.IsZero() && !r.expiresAt.IsZero() && !r.expiresAt.After(r.notBefore) {
 		return nil, docErr(doc, f+".expires_at", src.ID, "expires_at must be after not_before (the rule could never apply)")
 	}

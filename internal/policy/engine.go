@@ -673,13 +673,15 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 			note(r, TraceActionMismatch, "no pattern of the rule matches "+req.Action)
 			continue
 		}
-		if !r.notBefore.IsZero() && now.Before(r.notBefore) {
-			note(r, TraceNotYetValid, "applies from "+r.notBefore.Format(time.RFC3339))
-			continue
-		}
-		if !r.expiresAt.IsZero() && !now.Before(r.expiresAt) {
-			note(r, TraceExpired, "expired at "+r.expiresAt.Format(time.RFC3339))
-			continue
+		if r.timed {
+			if !r.notBefore.IsZero() && now.Before(r.notBefore) {
+				note(r, TraceNotYetValid, "applies from "+r.notBefore.Format(time.RFC3339))
+				continue
+			}
+			if !r.expiresAt.IsZero() && !now.Before(r.expiresAt) {
+				note(r, TraceExpired, "expired at "+r.expiresAt.Format(time.RFC3339))
+				continue
+			}
 		}
 		var evalMsg string
 		if r.prg != nil {
