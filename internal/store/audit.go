@@ -101,6 +101,7 @@ BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END`,
 func (s *Store) AppendAudit(ctx context.Context, maxChanges int, build audit.BuildFunc) error {
 	gen := s.changesGen.Load()
 	drained := false
+	s.walCatchUp(ctx) // between batches: let a long SQLite log start over
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		lock := ``
 		if s.engine == Postgres {

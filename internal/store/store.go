@@ -58,7 +58,9 @@ type Store struct {
 
 	// cpStop and cpDone run SQLite's background WAL checkpoint
 	// (walcheckpoint.go).
+	cpDB           *sql.DB
 	cpStop, cpDone chan struct{}
+	walLong        atomic.Bool // the log is long enough to start over (walCatchUp)
 }
 
 // Open connects to the database named by opts and applies pending migrations.
@@ -116,19 +118,7 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 		return nil, warden.Wrap(err, warden.CodeUnavailable, "cannot create the data directory")
 	}
 	path := filepath.Join(dir, "warden.db")
-	// WAL lets readers run beside the writer; synchronous=FULL makes every
-	// commit durable (the audit path relies on it); _txlock=immediate takes the
-	// write lock at BEGIN so two writers queue instead of deadlocking.
-	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
-	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "foreign_keys(1)")
-	// Checkpoints run in the background (walcheckpoint.go); the inline one
-	// is a backstop only.
-	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walBackstopPages))
-	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", path+"?"+q.Encode())
+	db, err := sql.Open("sqlite", sqliteDSN(path, 10000))
 	if err != nil {
 		return nil, warden.Wrap(err, warden.CodeUnavailable, "cannot open the SQLite database")
 	}
@@ -142,8 +132,29 @@ func openSQLite(ctx context.Context, dir string) (*Store, error) {
 		return nil, warden.Wrap(err, warden.CodeUnavailable, "cannot open the SQLite database at "+path)
 	}
 	s := &Store{db: db, engine: SQLite, path: path, rebound: map[string]string{}}
-	s.startWALCheckpointer()
+	if err := s.startWALCheckpointer(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// sqliteDSN is the connection string for the database file at path. WAL
+// lets readers run beside the writer; synchronous=FULL makes every commit
+// durable (the audit path relies on it); _txlock=immediate takes the write
+// lock at BEGIN so two writers queue instead of deadlocking; busy is how
+// long a connection waits for a lock (milliseconds).
+func sqliteDSN(path string, busy int) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	// Checkpoints run in the background (walcheckpoint.go); the inline one
+	// is a backstop only.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walBackstopPages))
+	q.Set("_txlock", "immediate")
+	return path + "?" + q.Encode()
 }
 
 // Engine reports which database the store runs on.

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
+
+	"warden"
 )
 
 // SQLite in WAL mode copies the log back into the database file
@@ -13,15 +16,21 @@ import (
 // multi-millisecond stall into the tail of every call about once in a
 // hundred commits. Warden checkpoints from a background goroutine instead:
 //
-//   - every walCheckpointEvery a PASSIVE checkpoint copies what is
-//     committed into the database file without blocking the writer or
-//     readers;
+//   - every walCheckpointEvery a PASSIVE checkpoint, on its own connection,
+//     copies what is committed into the database file without blocking
+//     the writer or readers;
 //   - a PASSIVE checkpoint never lets the log start over while a writer is
-//     busy (each commit lands after the checkpoint's snapshot), so once the
-//     log holds walRestartFrames frames a RESTART checkpoint follows: it
-//     holds the writer back only while it copies the few frames committed
-//     since the PASSIVE one and syncs, and the next commit writes the log
-//     from its start again (same file, same blocks: no metadata to sync);
+//     busy: each commit lands after the checkpoint's snapshot, so the log is
+//     never wholly copied when the next transaction begins, which is when
+//     SQLite starts the log over. Once the log holds walRestartFrames
+//     frames, the audit writer, between two batches, runs one more PASSIVE
+//     checkpoint itself (walCatchUp): it copies only the few frames
+//     committed since the background one, and its next transaction starts
+//     the log over (same file, same blocks: no metadata to sync);
+//   - nothing here ever waits for a reader: a reader that holds an old
+//     snapshot (an export, a verify) only delays the start-over. A RESTART
+//     checkpoint, which holds the write lock while it waits for such a
+//     reader, is never used;
 //   - the inline checkpoint stays as a backstop only, at a threshold the
 //     background one keeps the log far below.
 
@@ -29,15 +38,32 @@ import (
 const walCheckpointEvery = 100 * time.Millisecond
 
 // walRestartFrames is the log length (frames, about 4 KiB each) at which
-// the background checkpoint makes the log start over.
-const walRestartFrames = 2000
+// the audit writer makes the log start over (walCatchUp).
+const walRestartFrames = 1000
+
+// walCheckpointBusy is the checkpoint connection's busy timeout
+// (milliseconds). PASSIVE checkpoints do not wait on locks; this only
+// bounds any wait they might meet.
+const walCheckpointBusy = 2
 
 // walBackstopPages is wal_autocheckpoint: an inline checkpoint happens only
 // if the background one falls this far behind (about 40 MB of log).
 const walBackstopPages = 10000
 
-// startWALCheckpointer runs the background checkpoint until stopCheckpointer.
-func (s *Store) startWALCheckpointer() {
+// startWALCheckpointer opens the checkpoint's own connection and runs the
+// background checkpoint until stopWALCheckpointer.
+func (s *Store) startWALCheckpointer(ctx context.Context) error {
+	db, err := sql.Open("sqlite", sqliteDSN(s.path, walCheckpointBusy))
+	if err != nil {
+		return warden.Wrap(err, warden.CodeUnavailable, "cannot open the SQLite database for checkpoints")
+	}
+	db.SetMaxOpenConns(1)
+	db.SetConnMaxIdleTime(0)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return warden.Wrap(err, warden.CodeUnavailable, "cannot open the SQLite database for checkpoints at "+s.path)
+	}
+	s.cpDB = db
 	s.cpStop = make(chan struct{})
 	s.cpDone = make(chan struct{})
 	go func() {
@@ -53,6 +79,7 @@ func (s *Store) startWALCheckpointer() {
 			}
 		}
 	}()
+	return nil
 }
 
 // walCheckpoint copies committed log pages into the database file. A
@@ -62,10 +89,24 @@ func (s *Store) walCheckpoint() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var busy, logFrames, done int64
-	if err := s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done); err != nil || logFrames < walRestartFrames {
+	if err := s.cpDB.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done); err != nil {
 		return
 	}
-	_ = s.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &logFrames, &done)
+	s.walLong.Store(logFrames >= walRestartFrames)
+}
+
+// walCatchUp runs between two audit batches, when no audit transaction is
+// open: once the log is long, one PASSIVE checkpoint copies what the
+// background one has not yet, so the next transaction finds the log wholly
+// copied and starts it over. It never waits for anyone.
+func (s *Store) walCatchUp(ctx context.Context) {
+	if s.cpDB == nil || !s.walLong.Load() {
+		return
+	}
+	var busy, logFrames, done int64
+	if err := s.cpDB.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logFrames, &done); err == nil && done == logFrames {
+		s.walLong.Store(false)
+	}
 }
 
 func (s *Store) stopWALCheckpointer() {
@@ -75,4 +116,5 @@ func (s *Store) stopWALCheckpointer() {
 	close(s.cpStop)
 	<-s.cpDone
 	s.cpStop = nil
+	s.cpDB.Close()
 }
