@@ -214,9 +214,9 @@ is deleted), then, in one transaction, record a retention anchor and delete thos
 The chain stays verifiable across the cut: warden audit verify starts from the anchor,
 and --archive FILE checks the archived events too.
 
-Nothing is signed here (existing checkpoints are used), so no master key is needed; with
-WARDEN_MASTER_KEY set the cut's signature is checked first. Without a checkpoint after the
-last cut that qualifies, nothing is archived. See docs/audit-retention.md.`,
+The cut's checkpoint signature is checked first, and the anchor is signed with the audit
+signing key, so WARDEN_MASTER_KEY is required. Without a checkpoint after the last cut
+that qualifies, nothing is archived. See docs/audit-retention.md.`,
 		Example: `  warden audit archive --data ./warden-data --before 90d --out /archive/warden
   warden audit archive --database postgres://warden@db/warden --before seq:1000000 --out /archive/warden`,
 		Args: cobra.NoArgs,
@@ -250,31 +250,24 @@ last cut that qualifies, nothing is archived. See docs/audit-retention.md.`,
 				return err
 			}
 			defer st.Close()
-			if mk := c.getenv("WARDEN_MASTER_KEY"); mk != "" {
-				key, err := seal.ParseMasterKey(mk)
-				if err != nil {
-					return err
-				}
-				keys, err := seal.Open(ctx, key, st)
-				clear(key)
-				if err != nil {
-					return fmt.Errorf("keyring: %w", err)
-				}
-				defer keys.Close()
-				o.PublicKey = keys.PublicKey
-			} else if data != "" {
-				// Record the public keys the checkpoint file holds next
-				// to the archived checkpoints; verify pins them anyway.
-				if cps, _, err := audit.ReadCheckpointFile(filepath.Join(data, audit.CheckpointFileName)); err == nil {
-					recorded := map[string]ed25519.PublicKey{}
-					for _, cp := range cps {
-						if len(cp.PublicKey) == ed25519.PublicKeySize {
-							recorded[cp.KeyID] = cp.PublicKey
-						}
-					}
-					o.PublicKey = func(kid string) (ed25519.PublicKey, bool) { k, ok := recorded[kid]; return k, ok }
-				}
+			// The cut is signed with the audit signing key, so that an
+			// anchor row nobody signed cannot license deleting events.
+			mk := c.getenv("WARDEN_MASTER_KEY")
+			if mk == "" {
+				return errors.New("warden audit archive signs the retention cut with the audit signing key: set WARDEN_MASTER_KEY")
 			}
+			key, err := seal.ParseMasterKey(mk)
+			if err != nil {
+				return err
+			}
+			keys, err := seal.Open(ctx, key, st)
+			clear(key)
+			if err != nil {
+				return fmt.Errorf("keyring: %w", err)
+			}
+			defer keys.Close()
+			o.PublicKey = keys.PublicKey
+			o.Signer = audit.KeyringSigner(keys)
 			res, err := audit.Archive(ctx, st, o)
 			if err != nil {
 				return err

@@ -77,7 +77,11 @@ func TestAuditArchiveCommand(t *testing.T) {
 			if o, e, code := auditCLI(t, nil, args("archive", "--out", out)...); code == 0 || !strings.Contains(e, "--before") {
 				t.Fatalf("archive without --before (%d): %s %s", code, o, e)
 			}
-			o, e, code := auditCLI(t, nil, args("archive", "--before", "seq:25", "--out", out, "-o", "json")...)
+			// The cut is signed: without the master key nothing is archived.
+			if o, e, code := auditCLI(t, nil, args("archive", "--before", "seq:25", "--out", out)...); code == 0 || !strings.Contains(e, "WARDEN_MASTER_KEY") {
+				t.Fatalf("archive without the master key (%d): %s %s", code, o, e)
+			}
+			o, e, code := auditCLI(t, keyEnv, args("archive", "--before", "seq:25", "--out", out, "-o", "json")...)
 			if code != 0 {
 				t.Fatalf("archive (%d): %s %s", code, o, e)
 			}

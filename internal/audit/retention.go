@@ -54,6 +54,11 @@ type ArchiveOptions struct {
 	MaxEvents int64
 	// Actor is recorded in the anchor ("system" when empty).
 	Actor string
+	// Signer gives the audit signing key, which signs the anchor
+	// (required: an unsigned anchor would let anyone who can write the
+	// database delete events). (*Log).Archive supplies it from the
+	// keyring; KeyringSigner makes one from a keyring.
+	Signer func(ctx context.Context) (kid string, priv ed25519.PrivateKey, err error)
 	// PublicKey resolves checkpoint keys: the cut's signature is checked
 	// before anything is archived, and public keys are recorded next to
 	// the checkpoints in the file. Optional.
@@ -86,7 +91,22 @@ func (l *Log) Archive(ctx context.Context, o ArchiveOptions) (ArchiveResult, err
 	if o.Now == nil {
 		o.Now = l.o.Now
 	}
+	if o.Signer == nil {
+		o.Signer = KeyringSigner(l.keys)
+	}
 	return Archive(ctx, l.store, o)
+}
+
+// KeyringSigner gives the keyring's audit signing key (the key that signs
+// checkpoints) for retention anchors.
+func KeyringSigner(k Keyring) func(ctx context.Context) (string, ed25519.PrivateKey, error) {
+	return func(ctx context.Context) (string, ed25519.PrivateKey, error) {
+		kid, priv, err := k.Signer(ctx, signerName)
+		if err != nil {
+			return "", nil, unavailable(err, "cannot get the audit signing key")
+		}
+		return kid, priv, nil
+	}
 }
 
 // Archive moves the events up to the newest qualifying signed checkpoint
@@ -107,6 +127,13 @@ func Archive(ctx context.Context, st Store, o ArchiveOptions) (ArchiveResult, er
 	}
 	if o.Actor == "" {
 		o.Actor = "system"
+	}
+	if o.Signer == nil {
+		return res, warden.Errorf(warden.CodeInvalid, "retention signs its cut with the audit signing key: the master key is required")
+	}
+	kid, priv, err := o.Signer(ctx)
+	if err != nil {
+		return res, err
 	}
 	anchors, err := st.AuditAnchors(ctx)
 	if err != nil {
@@ -168,6 +195,8 @@ func Archive(ctx context.Context, st Store, o ArchiveOptions) (ArchiveResult, er
 	}
 	a := Anchor{Seq: cut.Seq, FirstSeq: prev.Seq + 1, Hash: cut.Hash, CheckpointSeq: cut.Seq, File: filepath.Base(path),
 		FileSHA256: sum, Time: o.Now().UTC().Truncate(time.Microsecond), Actor: o.Actor}
+	a.KeyID = kid
+	a.Sig = ed25519.Sign(priv, a.SignedMessage())
 	n, err := st.ArchiveAudit(ctx, a)
 	if err != nil {
 		return res, warden.Wrap(err, warden.ErrorCode(err), fmt.Sprintf("archived events %d to %d to %s, but could not delete them from the database (they are still there; the file is an extra copy and the next run rewrites it)",

@@ -77,7 +77,7 @@ func TestRetentionArchivesAndVerifiesAcrossTheCut(t *testing.T) {
 		e.checkpoint(t) // 20
 		e.appendN(t, 5) // 21..25, after the newest checkpoint
 
-		res := archive(t, st, audit.ArchiveOptions{BeforeSeq: 16, Dir: dir, PublicKey: e.keys.PublicKey, Actor: "test"})
+		res := archive(t, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 16, Dir: dir, PublicKey: e.keys.PublicKey, Actor: "test"})
 		if res.Skipped != "" || res.Anchor.Seq != 10 || res.Anchor.FirstSeq != 1 || res.Events != 10 ||
 			res.Path != filepath.Join(dir, "audit-archive-1-10.jsonl") || res.Anchor.Actor != "test" {
 			t.Fatalf("first cut: %+v", res)
@@ -107,7 +107,7 @@ func TestRetentionArchivesAndVerifiesAcrossTheCut(t *testing.T) {
 		}
 
 		// A second cut chains to the first.
-		res = archive(t, st, audit.ArchiveOptions{Before: time.Now().Add(time.Hour), Dir: dir, PublicKey: e.keys.PublicKey})
+		res = archive(t, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), Before: time.Now().Add(time.Hour), Dir: dir, PublicKey: e.keys.PublicKey})
 		if res.Anchor.Seq != 20 || res.Anchor.FirstSeq != 11 || res.Events != 10 || res.Anchor.Actor != "system" {
 			t.Fatalf("second cut: %+v", res)
 		}
@@ -121,7 +121,7 @@ func TestRetentionArchivesAndVerifiesAcrossTheCut(t *testing.T) {
 		mustOK(t, e.verifyArchives(t, second)) // the newer one alone links to the first anchor
 
 		// No new checkpoint: nothing to archive, and it says so.
-		if res := archive(t, st, audit.ArchiveOptions{BeforeSeq: 1000, Dir: dir}); res.Skipped == "" || res.Events != 0 {
+		if res := archive(t, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 1000, Dir: dir}); res.Skipped == "" || res.Events != 0 {
 			t.Fatalf("want nothing archived: %+v", res)
 		}
 
@@ -129,7 +129,7 @@ func TestRetentionArchivesAndVerifiesAcrossTheCut(t *testing.T) {
 		// holds no events, and the log still opens against its checkpoint
 		// file and continues the chain.
 		e.close(t)
-		res = archive(t, st, audit.ArchiveOptions{BeforeSeq: 1000, Dir: dir, PublicKey: e.keys.PublicKey})
+		res = archive(t, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 1000, Dir: dir, PublicKey: e.keys.PublicKey})
 		if res.Anchor.Seq != 25 || res.Events != 5 {
 			t.Fatalf("cut at the head: %+v", res)
 		}
@@ -157,7 +157,7 @@ func TestRetentionRespectsFloorAndMaxEvents(t *testing.T) {
 			e.checkpoint(t) // 10, 20, 30, 40
 		}
 		floor := int64(5)
-		opts := audit.ArchiveOptions{BeforeSeq: 1000, Dir: dir, Floor: func(context.Context) (int64, error) { return floor, nil }}
+		opts := audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 1000, Dir: dir, Floor: func(context.Context) (int64, error) { return floor, nil }}
 		if res := archive(t, st, opts); res.Skipped == "" {
 			t.Fatalf("a floor below every checkpoint archived something: %+v", res)
 		}
@@ -205,7 +205,7 @@ func TestRetentionBesideConcurrentAppends(t *testing.T) {
 			}()
 		}
 		for range 3 {
-			if _, err := e.log.Archive(ctx, audit.ArchiveOptions{BeforeSeq: 1 << 40, Dir: dir}); err != nil {
+			if _, err := e.log.Archive(ctx, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 1 << 40, Dir: dir}); err != nil {
 				t.Error(err)
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -235,7 +235,7 @@ func TestRetentionRerunsAfterAFailedDelete(t *testing.T) {
 		e.checkpoint(t)
 		e.appendN(t, 2)
 		failing := &failingArchive{Store: st}
-		_, err := audit.Archive(ctx, failing, audit.ArchiveOptions{BeforeSeq: 100, Dir: dir})
+		_, err := audit.Archive(ctx, failing, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 100, Dir: dir})
 		if err == nil || !warden.IsCode(err, warden.CodeUnavailable) || !strings.Contains(err.Error(), "extra copy") {
 			t.Fatalf("want the delete's failure reported: %v", err)
 		}
@@ -264,7 +264,7 @@ func TestRetentionRerunsAfterAFailedDelete(t *testing.T) {
 			t.Fatalf("%d events left after refused cuts", n)
 		}
 
-		res := archive(t, st, audit.ArchiveOptions{BeforeSeq: 100, Dir: dir})
+		res := archive(t, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 100, Dir: dir})
 		if res.Path != path || res.Events != 10 {
 			t.Fatalf("rerun: %+v", res)
 		}
@@ -316,7 +316,7 @@ END $$`)
 		if err := st.PrepareAudit(ctx); err != nil { // idempotent
 			t.Fatal(err)
 		}
-		res := archive(t, st, audit.ArchiveOptions{BeforeSeq: 15, Dir: t.TempDir()})
+		res := archive(t, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 15, Dir: t.TempDir()})
 		if res.Anchor.Seq != 10 {
 			t.Fatalf("archive after migrating the triggers: %+v", res)
 		}
@@ -372,6 +372,17 @@ func TestRetentionTamperingIsPinpointed(t *testing.T) {
 			sqlExec(t, e.st, `DELETE FROM audit_events WHERE seq <= 25`)
 			sqlExec(t, e.st, `UPDATE audit_anchors SET seq = 25, checkpoint_seq = 25, hash = ?`, h[:])
 		}, false, 25, audit.ProblemArchivedGap},
+		{"anchor forged at a real checkpoint to delete events without archiving", func(t *testing.T, e *env, _ string) {
+			// What someone who can write rows but holds no master key can
+			// do: an anchor at a genuinely signed checkpoint, through the
+			// gate. Its signature is what gives it away.
+			h := hashAt(t, e.st, 30)
+			sqlExec(t, e.st, `INSERT INTO audit_anchors (seq, first_seq, hash, checkpoint_seq, file, file_sha256, time, actor, key_id, sig) VALUES (30, 21, ?, 30, 'audit-archive-21-30.jsonl', ?, 0, 'system', 'sign:audit.1', ?)`,
+				h[:], bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 64))
+			sqlExec(t, e.st, `INSERT INTO audit_retention_gate (seq) VALUES (30)`)
+			sqlExec(t, e.st, `DELETE FROM audit_events WHERE seq <= 30`)
+			sqlExec(t, e.st, `DELETE FROM audit_retention_gate`)
+		}, false, 30, audit.ProblemArchivedGap},
 		{"one more event deleted after the cut", func(t *testing.T, e *env, _ string) {
 			sqlExec(t, e.st, `DELETE FROM audit_events WHERE seq = 21`)
 		}, false, 21, audit.ProblemDeleted},
@@ -403,7 +414,7 @@ func TestRetentionTamperingIsPinpointed(t *testing.T) {
 				e.checkpoint(t)
 				e.appendN(t, 10)
 				e.close(t) // final checkpoint at 30
-				res := archive(t, s, audit.ArchiveOptions{BeforeSeq: 21, Dir: t.TempDir(), PublicKey: e.keys.PublicKey})
+				res := archive(t, s, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 21, Dir: t.TempDir(), PublicKey: e.keys.PublicKey})
 				if res.Anchor.Seq != 20 {
 					t.Fatalf("cut %+v", res)
 				}

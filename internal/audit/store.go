@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
 	"warden"
@@ -73,6 +74,31 @@ type Anchor struct {
 	FileSHA256    Hash      `json:"file_sha256"`
 	Time          time.Time `json:"time"`
 	Actor         string    `json:"actor"`
+	// KeyID and Sig: the anchor is signed with the audit signing key
+	// (SignedMessage), so a row written by anyone without the master key,
+	// to pass the retention gate and delete events, does not verify.
+	KeyID string `json:"key_id"`
+	Sig   []byte `json:"sig"`
+}
+
+// SignedMessage is what an anchor's signature covers:
+// "warden.audit.anchor/v1\n" || seq || first_seq || hash (32 bytes) ||
+// checkpoint_seq || file_sha256 (32 bytes) || time (int64 µs), then file,
+// actor and key id, each uint32 length || bytes (big-endian integers).
+func (a Anchor) SignedMessage() []byte {
+	b := make([]byte, 0, 160+len(a.File)+len(a.Actor)+len(a.KeyID))
+	b = append(b, "warden.audit.anchor/v1\n"...)
+	b = binary.BigEndian.AppendUint64(b, uint64(a.Seq))
+	b = binary.BigEndian.AppendUint64(b, uint64(a.FirstSeq))
+	b = append(b, a.Hash[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(a.CheckpointSeq))
+	b = append(b, a.FileSHA256[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(a.Time.UnixMicro()))
+	for _, s := range []string{a.File, a.Actor, a.KeyID} {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		b = append(b, s...)
+	}
+	return b
 }
 
 // PendingChange is an admin change from the changes table not yet in the

@@ -159,7 +159,7 @@ func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 			return rep, unavailable(err, "cannot read the audit retention anchors")
 		}
 	}
-	problems = append(problems, checkAnchors(anchors, signed)...)
+	problems = append(problems, checkAnchors(anchors, signed, keyOf)...)
 
 	// The chain in the database starts after the newest cut; archive files
 	// supply the segments before it.
@@ -228,15 +228,19 @@ func Verify(ctx context.Context, r Reader, o VerifyOptions) (Report, error) {
 	return rep, nil
 }
 
-// checkAnchors checks that the retention anchors follow each other from
-// seq 1 and that each is vouched for by a validly signed checkpoint at its
-// seq with the same hash: an anchor edited, or one invented to cover
-// events deleted without archiving them, does not match one.
-func checkAnchors(anchors []Anchor, signed map[int64][]Hash) []*Problem {
+// checkAnchors checks that each retention anchor is signed by a trusted
+// audit key, that the anchors follow each other from seq 1, and that each
+// is vouched for by a validly signed checkpoint at its seq with the same
+// hash: an anchor edited, or one invented to cover events deleted without
+// archiving them, fails one of these.
+func checkAnchors(anchors []Anchor, signed map[int64][]Hash, keyOf func(string) (ed25519.PublicKey, bool)) []*Problem {
 	var out []*Problem
 	prev := int64(0)
 	for _, a := range anchors {
+		pub, trusted := keyOf(a.KeyID)
 		switch {
+		case !trusted || len(pub) != ed25519.PublicKeySize || len(a.Sig) != ed25519.SignatureSize || !ed25519.Verify(pub, a.SignedMessage(), a.Sig):
+			out = append(out, &Problem{Seq: a.Seq, Kind: ProblemArchivedGap, Message: fmt.Sprintf("the retention anchor at seq %d is not signed by a trusted audit key (key %q): it was written or edited outside retention, and the events it covers were deleted without a trusted cut", a.Seq, a.KeyID)})
 		case a.FirstSeq != prev+1:
 			out = append(out, &Problem{Seq: prev + 1, Kind: ProblemArchivedGap, Message: fmt.Sprintf("the retention cut at seq %d says its archive starts at seq %d, but the previous cut ended at seq %d", a.Seq, a.FirstSeq, prev)})
 		case a.CheckpointSeq != a.Seq || len(signed[a.Seq]) == 0:

@@ -15,7 +15,7 @@ const retentionLockID = 0x77617264656e7274 // "wardenrt"
 
 // AuditAnchors implements audit.Store.
 func (s *Store) AuditAnchors(ctx context.Context) ([]audit.Anchor, error) {
-	rows, err := s.query(ctx, s.db, `SELECT seq, first_seq, hash, checkpoint_seq, file, file_sha256, time, actor FROM audit_anchors ORDER BY seq`)
+	rows, err := s.query(ctx, s.db, `SELECT seq, first_seq, hash, checkpoint_seq, file, file_sha256, time, actor, key_id, sig FROM audit_anchors ORDER BY seq`)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +27,7 @@ func (s *Store) AuditAnchors(ctx context.Context) ([]audit.Anchor, error) {
 			hash, sum []byte
 			t         int64
 		)
-		if err := rows.Scan(&a.Seq, &a.FirstSeq, &hash, &a.CheckpointSeq, &a.File, &sum, &t, &a.Actor); err != nil {
+		if err := rows.Scan(&a.Seq, &a.FirstSeq, &hash, &a.CheckpointSeq, &a.File, &sum, &t, &a.Actor, &a.KeyID, &a.Sig); err != nil {
 			return nil, s.dbErr(err)
 		}
 		// A stored hash of the wrong length cannot match; keep it visibly
@@ -71,8 +71,8 @@ func (s *Store) ArchiveAudit(ctx context.Context, a audit.Anchor) (int64, error)
 		if err != nil {
 			return s.dbErr(err)
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO audit_anchors (seq, first_seq, hash, checkpoint_seq, file, file_sha256, time, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			a.Seq, a.FirstSeq, a.Hash[:], a.CheckpointSeq, a.File, a.FileSHA256[:], micros(a.Time), a.Actor); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO audit_anchors (seq, first_seq, hash, checkpoint_seq, file, file_sha256, time, actor, key_id, sig) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.Seq, a.FirstSeq, a.Hash[:], a.CheckpointSeq, a.File, a.FileSHA256[:], micros(a.Time), a.Actor, a.KeyID, a.Sig); err != nil {
 			return err
 		}
 		if _, err := s.exec(ctx, tx, `INSERT INTO audit_retention_gate (seq) VALUES (?)`, a.Seq); err != nil {

@@ -5,7 +5,8 @@
 -- The anchor is where the chain in the database now starts: the first
 -- remaining event must be seq + 1 with prev_hash = hash, and a signed
 -- checkpoint at seq (checkpoint_seq; checkpoints are never deleted) must
--- vouch for hash. Anchors are append-only like the events (triggers
+-- vouch for hash, and the anchor itself is signed. Anchors are append-only
+-- like the events (triggers
 -- installed by the store at start).
 CREATE TABLE audit_anchors (
     seq            BIGINT PRIMARY KEY,
@@ -15,7 +16,11 @@ CREATE TABLE audit_anchors (
     file           TEXT NOT NULL,
     file_sha256    {{blob}} NOT NULL,
     time           BIGINT NOT NULL,
-    actor          TEXT NOT NULL DEFAULT ''
+    actor          TEXT NOT NULL DEFAULT '',
+    -- Signed with the audit signing key (audit.Anchor.SignedMessage): a
+    -- row inserted by anyone without the master key does not verify.
+    key_id         TEXT NOT NULL DEFAULT '',
+    sig            {{blob}}
 );
 
 -- The gate that lets exactly one retention transaction past the trigger
