@@ -267,16 +267,42 @@ func writeArchive(ctx context.Context, st Store, dir string, prev Head, cut Chec
 	if err := tmp.Close(); err != nil {
 		return "", Hash{}, warden.Wrap(err, warden.CodeUnavailable, "cannot write the archive file")
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
-		return "", Hash{}, warden.Wrap(err, warden.CodeUnavailable, "cannot move the archive file into place")
+	var h Hash
+	sum.Sum(h[:0])
+	// Never replace an archive: one that a committed anchor names must
+	// keep the bytes the anchor hashed (a replica losing a race, or a rerun
+	// that saw other checkpoints, would write other bytes). A link fails
+	// when the name exists; the same bytes there are fine, other bytes
+	// are a conflict to resolve by hand.
+	if err := os.Link(tmp.Name(), final); err != nil {
+		if !errors.Is(err, os.ErrExist) {
+			return "", Hash{}, warden.Wrap(err, warden.CodeUnavailable, "cannot move the archive file into place")
+		}
+		if old, err := fileSHA256(final); err != nil || old != h {
+			return "", Hash{}, warden.Errorf(warden.CodeConflict, "%s already exists with other contents: it may be the archive a committed cut names; move it aside only after checking it with warden audit verify --archive", final)
+		}
 	}
+	os.Remove(tmp.Name())
 	done = true
 	if err := syncDir(dir); err != nil {
 		return "", Hash{}, warden.Wrap(err, warden.CodeUnavailable, "cannot sync the archive directory")
 	}
+	return final, h, nil
+}
+
+func fileSHA256(path string) (Hash, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Hash{}, err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return Hash{}, err
+	}
 	var h Hash
 	sum.Sum(h[:0])
-	return final, h, nil
+	return h, nil
 }
 
 func syncDir(dir string) error {

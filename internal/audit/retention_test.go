@@ -275,6 +275,34 @@ func TestRetentionRerunsAfterAFailedDelete(t *testing.T) {
 	})
 }
 
+// An archive file is never replaced: one with the same name and other
+// bytes (perhaps the one a committed cut names) stops the run before
+// anything is deleted.
+func TestArchiveNeverReplacesAFile(t *testing.T) {
+	st := wardentest.SQLite(t)
+	e := newEnv(t, st)
+	e.appendN(t, 10)
+	e.close(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, audit.ArchiveFileName(1, 10))
+	if err := os.WriteFile(path, []byte("someone else's archive\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := audit.Archive(ctx, st, audit.ArchiveOptions{Signer: audit.KeyringSigner(e.keys), BeforeSeq: 100, Dir: dir})
+	if !warden.IsCode(err, warden.CodeConflict) {
+		t.Fatalf("archive over another file: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "someone else's archive\n" {
+		t.Fatalf("the existing file was replaced")
+	}
+	if n, _ := countEvents(t, st); n != 10 {
+		t.Fatalf("%d events left; nothing may be deleted", n)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".audit-archive-*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
 type failingArchive struct{ *store.Store }
 
 func (f *failingArchive) ArchiveAudit(context.Context, audit.Anchor) (int64, error) {
