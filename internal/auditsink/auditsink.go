@@ -478,15 +478,22 @@ func (k *sink) cycle(ctx context.Context) (idle bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	// From here the batch is sent and its cursor recorded even when ctx
+	// ends (shutdown): cancelling a POST the receiver may already have
+	// taken, or the cursor update after it, would make every restart send
+	// the batch again. Both together are bounded by one delivery timeout,
+	// so shutdown waits at most that long, also for a receiver that hangs.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.Timeout)
+	defer cancel()
 	if len(sel) > 0 {
-		dctx, cancel := context.WithTimeout(ctx, k.cfg.Timeout)
-		err = k.t.send(dctx, sel, lines)
-		cancel()
-		if err != nil {
+		if err := k.t.send(dctx, sel, lines); err != nil {
 			return false, err
 		}
 	}
-	moved, err := k.store.AdvanceAuditSinkCursor(ctx, k.cfg.Name, k.cursor, last)
+	moved, err := k.store.AdvanceAuditSinkCursor(dctx, k.cfg.Name, k.cursor, last)
 	if err != nil {
 		// Delivered but not recorded: the batch goes again (at least once).
 		return false, fmt.Errorf("recording the cursor: %w", err)

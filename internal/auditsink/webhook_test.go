@@ -122,6 +122,10 @@ func TestWebhookReplicasShareTheCursor(t *testing.T) {
 		b := start(t, st, cfg)
 		head := e.appendN(t, 120, nil)
 		waitFor(t, "every event delivered", func() bool { return rec.has(head) })
+		// The receiver has the last batch before the owner records it:
+		// wait for the cursor, or stopping the owner now could (rightly,
+		// at least once) make the other replica send that batch again.
+		waitFor(t, "the cursor at the head", func() bool { c, _ := st.AuditSinkCursor(ctx, "siem"); return c == head })
 		evs, _, _ := rec.snapshot()
 		checkChain(t, evs, head)
 		active := 0
@@ -147,6 +151,80 @@ func TestWebhookReplicasShareTheCursor(t *testing.T) {
 			t.Fatal("the remaining replica does not hold the lease")
 		}
 	})
+}
+
+// Shutdown while a POST is in flight lets that POST finish and records its
+// cursor, so a restart (or another replica) does not send the batch again.
+func TestWebhookShutdownFinishesTheBatch(t *testing.T) {
+	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
+		e := newEnv(t, st)
+		rec := newReceiver(t, "")
+		inFlight := make(chan struct{})
+		release := make(chan struct{})
+		var released sync.Once
+		unblock := func() { released.Do(func() { close(release) }) }
+		t.Cleanup(unblock) // before the receiver closes, should the test fail
+		rec.fail = func(n int, w http.ResponseWriter) bool {
+			if n == 1 {
+				close(inFlight)
+				<-release // the receiver has the batch; its answer is slow
+			}
+			return false
+		}
+		head := e.appendN(t, 30, nil)
+		r := start(t, st, webhookSink("siem", rec.srv.URL))
+		<-inFlight
+		stopped := make(chan struct{})
+		go func() { r.stop(); close(stopped) }()
+		time.Sleep(100 * time.Millisecond) // shutdown is under way
+		select {
+		case <-stopped:
+			t.Fatal("shutdown did not wait for the batch in flight")
+		default:
+		}
+		unblock()
+		<-stopped
+		if c, err := st.AuditSinkCursor(ctx, "siem"); err != nil || c != head {
+			t.Fatalf("cursor after shutdown = %d, %v; want %d (the batch the receiver took)", c, err, head)
+		}
+		// A restart sends nothing again.
+		more := e.appendN(t, 5, nil)
+		start(t, st, webhookSink("siem", rec.srv.URL))
+		waitFor(t, "the new events delivered", func() bool { return rec.has(more) })
+		waitFor(t, "the cursor at the head", func() bool { c, _ := st.AuditSinkCursor(ctx, "siem"); return c == more })
+		evs, _, _ := rec.snapshot()
+		checkChain(t, evs, more)
+	})
+}
+
+// A receiver that hangs holds shutdown back for one delivery timeout, no
+// longer; the batch is not recorded and goes again later.
+func TestWebhookShutdownBoundedByTimeout(t *testing.T) {
+	st := wardentest.SQLite(t)
+	e := newEnv(t, st)
+	rec := newReceiver(t, "")
+	inFlight := make(chan struct{})
+	var once sync.Once
+	unblock := make(chan struct{})
+	t.Cleanup(func() { close(unblock) }) // runs before the receiver closes
+	rec.fail = func(n int, w http.ResponseWriter) bool {
+		once.Do(func() { close(inFlight) })
+		<-unblock
+		return true
+	}
+	e.appendN(t, 10, nil)
+	cfg := webhookSink("siem", rec.srv.URL)
+	cfg.Timeout = time.Second
+	r := start(t, st, cfg)
+	<-inFlight
+	t0 := time.Now()
+	r.stop()
+	if d := time.Since(t0); d > cfg.Timeout+2*time.Second {
+		t.Fatalf("shutdown took %v with a hanging receiver; want about the %v delivery timeout at most", d, cfg.Timeout)
+	}
+	if c, err := st.AuditSinkCursor(ctx, "siem"); err != nil || c != 0 {
+		t.Fatalf("cursor = %d, %v; want 0 (nothing acknowledged)", c, err)
+	}
 }
 
 // Kinds select what is delivered; the cursor still passes the others, and
