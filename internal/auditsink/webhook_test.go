@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"warden/internal/audit"
 	"warden/internal/auditsink"
+	"warden/internal/config"
 	"warden/internal/store"
 	"warden/internal/wardentest"
 )
@@ -311,6 +313,7 @@ func TestConfigValidate(t *testing.T) {
 		{auditsink.Config{Name: "a", Type: "webhook", URL: "https://x", Format: "cef"}, "format"},
 		{auditsink.Config{Name: "a", Type: "syslog", Network: "sctp", Address: "x:514"}, "network"},
 		{auditsink.Config{Name: "a", Type: "syslog", Network: "tcp", Address: "x"}, "address"},
+		{auditsink.Config{Name: "a", Type: "webhook", URL: "https://x", Kinds: []string{"operation.decide"}}, "operation.decide"},
 	} {
 		err := c.cfg.Validate()
 		if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -321,5 +324,21 @@ func TestConfigValidate(t *testing.T) {
 	_, err := auditsink.New(auditsink.Options{Store: st, Sinks: []auditsink.Config{webhookSink("a", "http://x"), webhookSink("a", "http://y")}})
 	if err == nil {
 		t.Fatal("two sinks with one name were accepted")
+	}
+}
+
+// The sink accepts exactly the kinds the configuration accepts (each
+// package keeps the list; internal/config checks it against internal/audit).
+func TestKnownKindsMatchConfig(t *testing.T) {
+	got, want := auditsink.KnownKinds(), config.AuditKinds()
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("auditsink knows kinds %v; config %v", got, want)
+	}
+	c := webhookSink("a", "https://x")
+	c.Kinds = want
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,12 @@
 package config
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +65,7 @@ func TestAuditSinksValidate(t *testing.T) {
 		"for syslog":           func() []AuditSink { s := hook; s.Address = "x:1"; return []AuditSink{s} },
 		"batch_size":           func() []AuditSink { s := hook; s.BatchSize = 5000; return []AuditSink{s} },
 		"must not be negative": func() []AuditSink { s := sys; s.Timeout = -time.Second; return []AuditSink{s} },
+		"kinds":                func() []AuditSink { s := hook; s.Kinds = []string{"operation.decide"}; return []AuditSink{s} },
 	}
 	for want, mk := range bad {
 		c := Defaults()
@@ -75,5 +82,59 @@ func TestAuditSinksValidate(t *testing.T) {
 	c.AuditSinks = []AuditSink{hook, sys}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A typo in kinds would filter out every event while the cursor moves on:
+// it is refused, naming the sink, the value and the kinds there are.
+func TestAuditSinkKinds(t *testing.T) {
+	c := Defaults()
+	c.AuditSinks = []AuditSink{{Name: "siem", Type: "webhook", URL: "https://siem.example.com/in", Kinds: []string{"anomaly.finding", "operation.decide"}}}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("an unknown kind was accepted")
+	}
+	for _, want := range append([]string{"(siem)", `"operation.decide"`}, auditKinds...) {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not name %s: %v", want, err)
+		}
+	}
+	c.AuditSinks[0].Kinds = AuditKinds()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("every known kind: %v", err)
+	}
+}
+
+// auditKinds lists every Kind constant internal/audit declares: a kind
+// added there must be added here too, or sinks could not select it.
+func TestAuditKindsMatchTheAuditPackage(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "audit", "event.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var declared []string
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, sp := range g.Specs {
+			vs := sp.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if !strings.HasPrefix(n.Name, "Kind") || i >= len(vs.Values) {
+					continue
+				}
+				if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+					v, _ := strconv.Unquote(lit.Value)
+					declared = append(declared, v)
+				}
+			}
+		}
+	}
+	got := AuditKinds()
+	slices.Sort(declared)
+	slices.Sort(got)
+	if len(declared) == 0 || !slices.Equal(declared, got) {
+		t.Fatalf("internal/audit declares kinds %v; config knows %v", declared, got)
 	}
 }

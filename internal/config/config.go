@@ -13,11 +13,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"warden"
+	"warden/internal/audit"
 )
 
 // Config is the server's configuration.
@@ -322,6 +325,21 @@ func (r AuditRetention) validate() error {
 	return nil
 }
 
+// auditKinds are the event kinds Warden writes (the Kind constants of
+// internal/audit; a test checks that none is missing), what a sink's kinds
+// may select.
+var auditKinds = []string{
+	audit.KindDecided,
+	audit.KindCompleted,
+	audit.KindAdminChange,
+	audit.KindCredentialUse,
+	audit.KindLifecycle,
+	audit.KindFinding,
+}
+
+// AuditKinds returns the event kinds an audit sink's kinds may name.
+func AuditKinds() []string { return slices.Clone(auditKinds) }
+
 var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // envName is a portable environment variable name.
@@ -374,8 +392,10 @@ func validateAuditSinks(sinks []AuditSink) error {
 			return fmt.Errorf("%s.type %q: must be webhook or syslog", at, s.Type)
 		}
 		for _, k := range s.Kinds {
-			if k == "" || len(k) > 64 {
-				return fmt.Errorf("%s.kinds: %q is not an event kind", at, k)
+			if !slices.Contains(auditKinds, k) {
+				// A typo would filter out every event while the cursor (and
+				// retention behind it) moves past them.
+				return fmt.Errorf("%s.kinds: %q is not an event kind (known kinds: %s)", at, k, strings.Join(auditKinds, ", "))
 			}
 		}
 		if s.BatchSize < 0 || s.BatchSize > 1000 {
