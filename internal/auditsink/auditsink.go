@@ -155,8 +155,8 @@ func (c *Config) Validate() error {
 		default:
 			return warden.FieldError("network", "must be udp, tcp or tls")
 		}
-		if _, _, err := net.SplitHostPort(c.Address); err != nil {
-			return warden.FieldError("address", "must be host:port")
+		if host, port, err := net.SplitHostPort(c.Address); err != nil || host == "" || port == "" {
+			return warden.FieldError("address", "must be host:port with a host")
 		}
 	default:
 		return warden.FieldError("type", "must be webhook or syslog")

@@ -313,6 +313,8 @@ func TestConfigValidate(t *testing.T) {
 		{auditsink.Config{Name: "a", Type: "webhook", URL: "https://x", Format: "cef"}, "format"},
 		{auditsink.Config{Name: "a", Type: "syslog", Network: "sctp", Address: "x:514"}, "network"},
 		{auditsink.Config{Name: "a", Type: "syslog", Network: "tcp", Address: "x"}, "address"},
+		{auditsink.Config{Name: "a", Type: "syslog", Network: "tls", Address: ":6514"}, "address"},
+		{auditsink.Config{Name: "a", Type: "syslog", Network: "udp", Address: "x:"}, "address"},
 		{auditsink.Config{Name: "a", Type: "webhook", URL: "https://x", Kinds: []string{"operation.decide"}}, "operation.decide"},
 	} {
 		err := c.cfg.Validate()

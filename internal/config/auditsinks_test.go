@@ -138,3 +138,22 @@ func TestAuditKindsMatchTheAuditPackage(t *testing.T) {
 		t.Fatalf("internal/audit declares kinds %v; config knows %v", declared, got)
 	}
 }
+
+// An address without a host passes net.SplitHostPort but never reaches a
+// receiver (over tls every handshake fails): refused for every network.
+func TestAuditSinkAddressNeedsAHost(t *testing.T) {
+	for _, network := range []string{"udp", "tcp", "tls"} {
+		for _, addr := range []string{":6514", "logs.example.com:", "[]:6514"} {
+			c := Defaults()
+			c.AuditSinks = []AuditSink{{Name: "sys", Type: "syslog", Network: network, Address: addr}}
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "address") || !strings.Contains(err.Error(), "(sys)") {
+				t.Errorf("%s %q: %v, want an error about the address", network, addr, err)
+			}
+		}
+		c := Defaults()
+		c.AuditSinks = []AuditSink{{Name: "sys", Type: "syslog", Network: network, Address: "[::1]:6514"}}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s [::1]:6514: %v", network, err)
+		}
+	}
+}

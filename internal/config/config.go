@@ -382,8 +382,10 @@ func validateAuditSinks(sinks []AuditSink) error {
 			default:
 				return fmt.Errorf("%s.network %q: must be udp, tcp or tls", at, s.Network)
 			}
-			if _, _, err := net.SplitHostPort(s.Address); err != nil {
-				return fmt.Errorf("%s.address %q: must be host:port (e.g. siem.example.com:6514)", at, s.Address)
+			// A missing host (":6514") would dial this machine and, over
+			// tls, fail every handshake for ever.
+			if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
+				return fmt.Errorf("%s.address %q: must be host:port with a host (e.g. siem.example.com:6514)", at, s.Address)
 			}
 			if s.URL != "" || s.SecretEnv != "" || s.AuthorizationEnv != "" {
 				return fmt.Errorf("%s: url, secret_env and authorization_env are for webhook sinks", at)
