@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"time"
 )
 
@@ -17,6 +19,21 @@ func (s *Store) AuditSinkCursor(ctx context.Context, name string) (int64, error)
 		return 0, s.dbErr(err)
 	}
 	return seq, nil
+}
+
+// LowestSinkCursor returns the audit sink cursor with the lowest seq among
+// every row of audit_sink_cursors, whichever replica configured the sink
+// (ties go to the first name), and ok=false when there is none. Events
+// after it are not delivered by that sink yet.
+func (s *Store) LowestSinkCursor(ctx context.Context) (name string, seq int64, ok bool, err error) {
+	err = s.queryRow(ctx, s.db, `SELECT name, seq FROM audit_sink_cursors ORDER BY seq, name LIMIT 1`).Scan(&name, &seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, s.dbErr(err)
+	}
+	return name, seq, true, nil
 }
 
 // AdvanceAuditSinkCursor moves the named sink's cursor from from to to, only

@@ -57,3 +57,31 @@ func TestAuditSinkCursors(t *testing.T) {
 		}
 	})
 }
+
+// LowestSinkCursor looks at every cursor row, configured here or not.
+func TestLowestSinkCursor(t *testing.T) {
+	ctx := context.Background()
+	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
+		if name, seq, ok, err := st.LowestSinkCursor(ctx); err != nil || ok || name != "" || seq != 0 {
+			t.Fatalf("no cursors: %q %d %v %v; want ok=false", name, seq, ok, err)
+		}
+		for name, to := range map[string]int64{"zeta": 40, "alpha": 25, "mid": 30} {
+			if _, err := st.AuditSinkCursor(ctx, name); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := st.AdvanceAuditSinkCursor(ctx, name, 0, to); err != nil || !ok {
+				t.Fatalf("advance %s: %v %v", name, ok, err)
+			}
+		}
+		if name, seq, ok, err := st.LowestSinkCursor(ctx); err != nil || !ok || name != "alpha" || seq != 25 {
+			t.Fatalf("lowest = %q %d %v %v; want alpha 25", name, seq, ok, err)
+		}
+		// A sink that has delivered nothing yet (at 0) is the lowest.
+		if _, err := st.AuditSinkCursor(ctx, "new"); err != nil {
+			t.Fatal(err)
+		}
+		if name, seq, ok, err := st.LowestSinkCursor(ctx); err != nil || !ok || name != "new" || seq != 0 {
+			t.Fatalf("lowest = %q %d %v %v; want new 0", name, seq, ok, err)
+		}
+	})
+}
