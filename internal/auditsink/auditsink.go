@@ -18,8 +18,9 @@
 //     one of them delivers; the compare-and-set keeps the cursor right even
 //     when two deliver at once.
 //
-// MinCursor tells retention which events every configured sink has
-// delivered; events after it must stay in the database.
+// MinCursor tells retention which events every sink with a cursor (on any
+// replica, retired or not) has delivered; events after it must stay in the
+// database.
 package auditsink
 
 import (
@@ -211,6 +212,9 @@ type Store interface {
 	// ClaimAuditSink and ReleaseAuditSink manage the delivery lease.
 	ClaimAuditSink(ctx context.Context, name, owner string, now, until time.Time) (bool, error)
 	ReleaseAuditSink(ctx context.Context, name, owner string) error
+	// LowestSinkCursor returns the lowest cursor of every sink that has
+	// one (configured on any replica, or retired), ok=false when none has.
+	LowestSinkCursor(ctx context.Context) (name string, seq int64, ok bool, err error)
 }
 
 // Options configure New.
@@ -324,23 +328,44 @@ func (s *Sinks) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// MinCursor returns the lowest cursor among the configured sinks: every
-// event up to and including it was delivered by every sink, and events after
-// it must stay in the database. Without sinks it returns the head (nothing is
-// held back). A sink that never delivered holds everything back (0).
+// MinCursor returns the lowest cursor among the configured sinks and every
+// cursor row in the database: every event up to and including it was
+// delivered by every sink, and events after it must stay in the database.
+// So a sink configured only on another replica holds retention back too,
+// and so does a retired sink until its row is deleted (DELETE FROM
+// audit_sink_cursors WHERE name = '...'); MinCursor logs which sink holds
+// the others back when it is not one this replica runs. Without sinks and
+// cursor rows it returns the head (nothing is held back). A sink that never
+// delivered holds everything back (0).
 func (s *Sinks) MinCursor(ctx context.Context) (int64, error) {
-	if len(s.sinks) == 0 {
-		h, err := s.store.AuditHead(ctx)
-		return h.Seq, err
-	}
-	low := int64(-1)
+	low, lowName := int64(-1), ""
 	for _, k := range s.sinks {
+		// Creates the row of a sink that has not run yet.
 		c, err := s.store.AuditSinkCursor(ctx, k.cfg.Name)
 		if err != nil {
 			return 0, err
 		}
 		if low < 0 || c < low {
-			low = c
+			low, lowName = c, k.cfg.Name
+		}
+	}
+	name, seq, ok, err := s.store.LowestSinkCursor(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if ok && (low < 0 || seq < low) {
+		low, lowName = seq, name
+	}
+	if low < 0 {
+		h, err := s.store.AuditHead(ctx)
+		return h.Seq, err
+	}
+	if h, err := s.store.AuditHead(ctx); err == nil && low < h.Seq {
+		if slices.ContainsFunc(s.sinks, func(k *sink) bool { return k.cfg.Name == lowName }) {
+			s.log.Debug("audit sink holds audit retention back", "sink", lowName, "cursor", low, "head", h.Seq)
+		} else {
+			s.log.Info("audit sink not configured on this replica holds audit retention back; if it is retired, delete its cursor: DELETE FROM audit_sink_cursors WHERE name = '"+lowName+"'",
+				"sink", lowName, "cursor", low, "head", h.Seq)
 		}
 	}
 	return low, nil

@@ -1,7 +1,10 @@
 package auditsink_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -286,6 +289,13 @@ func TestMinCursor(t *testing.T) {
 	down := newReceiver(t, "")
 	down.fail = func(_ int, w http.ResponseWriter) bool { w.WriteHeader(http.StatusBadGateway); return true }
 	head := e.appendN(t, 20, nil)
+	none, err := auditsink.New(auditsink.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc, err := none.MinCursor(ctx); err != nil || mc != head {
+		t.Fatalf("MinCursor without sinks or cursors = %d, %v; want the head %d", mc, err, head)
+	}
 	r := start(t, st, webhookSink("fast", ok.srv.URL), webhookSink("broken", down.srv.URL))
 	waitFor(t, "fast delivered", func() bool { return ok.has(head) })
 	waitFor(t, "broken failed", func() bool { return r.metric(t, "warden_audit_sink_failures_total", "broken") >= 2 })
@@ -293,14 +303,65 @@ func TestMinCursor(t *testing.T) {
 		t.Fatalf("MinCursor = %d, %v; want 0 while a sink delivered nothing", mc, err)
 	}
 	waitFor(t, "lag of the broken sink", func() bool { return r.metric(t, "warden_audit_sink_lag_events", "broken") == float64(head) })
-	none, err := auditsink.New(auditsink.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mc, err := none.MinCursor(ctx); err != nil || mc != head {
-		t.Fatalf("MinCursor without sinks = %d, %v; want the head %d", mc, err, head)
+	// A replica that does not run the broken sink is held back by it too.
+	if mc, err := none.MinCursor(ctx); err != nil || mc != 0 {
+		t.Fatalf("MinCursor of a replica without sinks = %d, %v; want 0 (the broken sink's cursor)", mc, err)
 	}
 }
+
+// MinCursor counts every cursor row: a sink configured only on another
+// replica, or retired from the configuration, holds retention back until
+// its row is deleted, and the replica logs which sink it is.
+func TestMinCursorCountsEveryCursor(t *testing.T) {
+	wardentest.Engines(t, func(t *testing.T, st *store.Store) {
+		e := newEnv(t, st)
+		rec := newReceiver(t, "")
+		head := e.appendN(t, 20, nil)
+		// "retired" delivered up to 7 once, and is configured nowhere now.
+		if _, err := st.AuditSinkCursor(ctx, "retired"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := st.AdvanceAuditSinkCursor(ctx, "retired", 0, 7); err != nil || !ok {
+			t.Fatalf("advance: %v %v", ok, err)
+		}
+		var logs syncBuffer
+		s, err := auditsink.New(auditsink.Options{Store: st, Sinks: []auditsink.Config{webhookSink("siem", rec.srv.URL)},
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { s.Run(c); close(done) }()
+		defer func() { cancel(); <-done }()
+		waitFor(t, "siem's cursor at the head", func() bool { c, _ := st.AuditSinkCursor(ctx, "siem"); return c == head })
+		if mc, err := s.MinCursor(ctx); err != nil || mc != 7 {
+			t.Fatalf("MinCursor = %d, %v; want 7 (the retired sink's cursor)", mc, err)
+		}
+		if l := logs.String(); !strings.Contains(l, "sink=retired") || !strings.Contains(l, "DELETE FROM audit_sink_cursors WHERE name = 'retired'") {
+			t.Fatalf("the log does not name the sink holding retention back: %s", l)
+		}
+		if _, err := st.DB().ExecContext(ctx, `DELETE FROM audit_sink_cursors WHERE name = 'retired'`); err != nil {
+			t.Fatal(err)
+		}
+		if mc, err := s.MinCursor(ctx); err != nil || mc != head {
+			t.Fatalf("MinCursor after deleting the retired cursor = %d, %v; want the head %d", mc, err, head)
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
 func TestConfigValidate(t *testing.T) {
 	for _, c := range []struct {
