@@ -203,6 +203,7 @@ func newAuditArchiveCmd(c *cli) *cobra.Command {
 	var (
 		data, dsn, before, dir, out string
 		maxEvents                   int64
+		ignoreSinks                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "archive --before 90d|RFC3339|seq:N --out DIR (--data DIR | --database DSN)",
@@ -268,6 +269,20 @@ that qualifies, nothing is archived. See docs/audit-retention.md.`,
 			defer keys.Close()
 			o.PublicKey = keys.PublicKey
 			o.Signer = audit.KeyringSigner(keys)
+			// Never past what a streaming sink has delivered (any sink with
+			// a cursor in the database, whichever replica runs it).
+			var holder string
+			var held int64
+			if !ignoreSinks {
+				o.Floor = func(ctx context.Context) (int64, error) {
+					name, seq, ok, err := st.LowestSinkCursor(ctx)
+					if err != nil || !ok {
+						return 1 << 62, err
+					}
+					holder, held = name, seq
+					return seq, nil
+				}
+			}
 			res, err := audit.Archive(ctx, st, o)
 			if err != nil {
 				return err
@@ -275,6 +290,11 @@ that qualifies, nothing is archived. See docs/audit-retention.md.`,
 			return c.output(out, res, func() {
 				if res.Skipped != "" {
 					fmt.Fprintln(c.stdout, res.Skipped)
+				}
+				if holder != "" && (res.Skipped != "" || res.Anchor.Seq == held) {
+					fmt.Fprintf(c.stdout, "the audit sink %q has delivered up to seq %d: retention does not cut past it (--ignore-sinks overrides; docs/audit-sinks.md, \"Retiring a sink\")\n", holder, held)
+				}
+				if res.Skipped != "" {
 					return
 				}
 				fmt.Fprintf(c.stdout, "archived events %d to %d (%d) to %s\nsha256 %s; the database's chain now starts after seq %d, vouched for by the checkpoint signed there\n",
@@ -287,6 +307,7 @@ that qualifies, nothing is archived. See docs/audit-retention.md.`,
 	cmd.Flags().StringVar(&before, "before", "", "archive up to the newest checkpoint before this: 90d, an RFC 3339 time, or seq:N")
 	cmd.Flags().StringVar(&dir, "out", "", "directory for the archive file")
 	cmd.Flags().Int64Var(&maxEvents, "max-events", 0, "archive at most about this many events in one run (0: no limit)")
+	cmd.Flags().BoolVar(&ignoreSinks, "ignore-sinks", false, "cut past events a streaming audit sink has not delivered yet")
 	addOutputFlag(cmd, &out)
 	return cmd
 }

@@ -123,3 +123,48 @@ func TestAuditArchiveCommand(t *testing.T) {
 		})
 	}
 }
+
+// The CLI never cuts past what a streaming sink has delivered, whichever
+// replica runs the sink, unless told to with --ignore-sinks.
+func TestAuditArchiveRespectsSinks(t *testing.T) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	st, err := store.Open(ctx, store.Options{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := make([]byte, 32)
+	rand.Read(master)
+	keys, err := seal.Open(ctx, master, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := audit.Open(ctx, audit.Options{Store: st, Keyring: keys, CheckpointFile: filepath.Join(dataDir, audit.CheckpointFileName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if _, err := l.Append(ctx, audit.Event{Kind: audit.KindDecided, Actor: "identity:nhi_x", Action: "github:issues.create", Decision: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(ctx); err != nil { // checkpoint at 20
+		t.Fatal(err)
+	}
+	// A sink on some replica has delivered only up to seq 5.
+	if _, err := st.DB().ExecContext(ctx, `INSERT INTO audit_sink_cursors (name, seq, updated_at) VALUES ('siem', 5, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	keys.Close()
+	st.Close()
+	keyEnv := map[string]string{"WARDEN_MASTER_KEY": base64.StdEncoding.EncodeToString(master)}
+	out := t.TempDir()
+	o, e, code := auditCLI(t, keyEnv, "audit", "archive", "--before", "seq:1000", "--out", out, "--data", dataDir)
+	if code != 0 || !strings.Contains(o, "nothing archived") || !strings.Contains(o, `sink "siem" has delivered up to seq 5`) {
+		t.Fatalf("archive held back by a sink (%d): %s %s", code, o, e)
+	}
+	o, e, code = auditCLI(t, keyEnv, "audit", "archive", "--before", "seq:1000", "--out", out, "--data", dataDir, "--ignore-sinks")
+	if code != 0 || !strings.Contains(o, "archived events 1 to 20") {
+		t.Fatalf("archive with --ignore-sinks (%d): %s %s", code, o, e)
+	}
+}
