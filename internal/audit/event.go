@@ -48,6 +48,12 @@ const (
 	KindFinding = "anomaly.finding"
 )
 
+// Kinds returns the event kinds Warden writes (the Kind constants above),
+// e.g. what an audit sink's kinds filter may select.
+func Kinds() []string {
+	return []string{KindDecided, KindCompleted, KindAdminChange, KindCredentialUse, KindLifecycle, KindFinding}
+}
+
 // Version1 is the canonical encoding every event written today uses. The
 // encoding of a version never changes; a new layout gets a new version and
 // Verify keeps checking old rows with the encoding they were written with.

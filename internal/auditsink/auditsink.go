@@ -112,21 +112,6 @@ type Config struct {
 	MaxLag int64
 }
 
-// knownKinds are the event kinds Warden writes, what Config.Kinds may
-// select (a typo would filter out every event while the cursor moves past
-// them). internal/config keeps the same list; a test checks that they match.
-var knownKinds = []string{
-	audit.KindDecided,
-	audit.KindCompleted,
-	audit.KindAdminChange,
-	audit.KindCredentialUse,
-	audit.KindLifecycle,
-	audit.KindFinding,
-}
-
-// KnownKinds returns the event kinds Config.Kinds may name.
-func KnownKinds() []string { return slices.Clone(knownKinds) }
-
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // Validate checks c without touching the network or the file system.
@@ -140,8 +125,8 @@ func (c *Config) Validate() error {
 		return warden.FieldError("format", "must be jsonl or ocsf")
 	}
 	for _, k := range c.Kinds {
-		if !slices.Contains(knownKinds, k) {
-			return warden.FieldError("kinds", "%q is not an event kind (known kinds: %s)", k, strings.Join(knownKinds, ", "))
+		if !slices.Contains(audit.Kinds(), k) {
+			return warden.FieldError("kinds", "%q is not an event kind (known kinds: %s)", k, strings.Join(audit.Kinds(), ", "))
 		}
 	}
 	switch c.Type {

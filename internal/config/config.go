@@ -325,21 +325,6 @@ func (r AuditRetention) validate() error {
 	return nil
 }
 
-// auditKinds are the event kinds Warden writes (the Kind constants of
-// internal/audit; a test checks that none is missing), what a sink's kinds
-// may select.
-var auditKinds = []string{
-	audit.KindDecided,
-	audit.KindCompleted,
-	audit.KindAdminChange,
-	audit.KindCredentialUse,
-	audit.KindLifecycle,
-	audit.KindFinding,
-}
-
-// AuditKinds returns the event kinds an audit sink's kinds may name.
-func AuditKinds() []string { return slices.Clone(auditKinds) }
-
 var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // envName is a portable environment variable name.
@@ -394,10 +379,10 @@ func validateAuditSinks(sinks []AuditSink) error {
 			return fmt.Errorf("%s.type %q: must be webhook or syslog", at, s.Type)
 		}
 		for _, k := range s.Kinds {
-			if !slices.Contains(auditKinds, k) {
+			if !slices.Contains(audit.Kinds(), k) {
 				// A typo would filter out every event while the cursor (and
 				// retention behind it) moves past them.
-				return fmt.Errorf("%s.kinds: %q is not an event kind (known kinds: %s)", at, k, strings.Join(auditKinds, ", "))
+				return fmt.Errorf("%s.kinds: %q is not an event kind (known kinds: %s)", at, k, strings.Join(audit.Kinds(), ", "))
 			}
 		}
 		if s.BatchSize < 0 || s.BatchSize > 1000 {
