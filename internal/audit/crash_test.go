@@ -77,6 +77,19 @@ func TestCrashChild(t *testing.T) {
 			time.Sleep(3 * time.Millisecond)
 		}
 	}()
+	// Completed-style records enqueued without waiting share the batches
+	// (and the lingering): unacknowledged, so they may be lost to the
+	// kill, but the chain must hold together around them.
+	for w := 0; w < 4; w++ {
+		go func() {
+			for i := 0; ; i++ {
+				ev := decided(i)
+				ev.Kind = audit.KindCompleted
+				l.Enqueue(ctx, ev)
+				time.Sleep(200 * time.Microsecond)
+			}
+		}()
+	}
 	for w := 0; w < 16; w++ {
 		go func() {
 			for i := 0; ; i++ {
