@@ -3,6 +3,7 @@ package audit_test
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -17,14 +18,20 @@ import (
 
 // benchAppend measures durable, chained appends from many concurrent
 // writers (the gateway's hot path): events/s and the p99 wait of Append.
-func benchAppend(b *testing.B, st *store.Store) {
+func benchAppend(b *testing.B, newStore func(testing.TB) *store.Store) {
+	for _, writers := range []int{64, 128} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) { benchAppendN(b, newStore(b), writers) })
+	}
+}
+
+func benchAppendN(b *testing.B, st *store.Store, writers int) {
 	e := newEnv(b, st)
 	var (
 		mu   sync.Mutex
 		lats []time.Duration
 	)
 	b.ReportAllocs()
-	b.SetParallelism(64) // 64 writers per core
+	b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()
 	start, cpu0 := time.Now(), cpuTime()
 	b.RunParallel(func(pb *testing.PB) {
@@ -56,8 +63,8 @@ func benchAppend(b *testing.B, st *store.Store) {
 	}
 }
 
-func BenchmarkAppendSQLite(b *testing.B)   { benchAppend(b, wardentest.SQLite(b)) }
-func BenchmarkAppendPostgres(b *testing.B) { benchAppend(b, wardentest.Postgres(b)) }
+func BenchmarkAppendSQLite(b *testing.B)   { benchAppend(b, wardentest.SQLite) }
+func BenchmarkAppendPostgres(b *testing.B) { benchAppend(b, wardentest.Postgres) }
 
 // BenchmarkVerifyChain is verify's per-event work (canonical encoding,
 // SHA-256, link and checkpoint checks) on one core, without I/O.
