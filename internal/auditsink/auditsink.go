@@ -122,9 +122,11 @@ func (c *Config) Validate() error {
 	switch c.Format {
 	case "", audit.FormatJSONL, audit.FormatOCSF:
 	default:
-		return warden.FieldError("format", "must be jsonl or ocsf")
+		return warden.FieldError("format", "%q must be jsonl or ocsf", c.Format)
 	}
 	for _, k := range c.Kinds {
+		// A typo would filter out every event while the cursor (and
+		// retention behind it) moves past them.
 		if !slices.Contains(audit.Kinds(), k) {
 			return warden.FieldError("kinds", "%q is not an event kind (known kinds: %s)", k, strings.Join(audit.Kinds(), ", "))
 		}
@@ -139,13 +141,15 @@ func (c *Config) Validate() error {
 		switch c.Network {
 		case "udp", "tcp", "tls":
 		default:
-			return warden.FieldError("network", "must be udp, tcp or tls")
+			return warden.FieldError("network", "%q must be udp, tcp or tls", c.Network)
 		}
+		// A missing host (":6514") would dial this machine and, over tls,
+		// fail every handshake for ever.
 		if host, port, err := net.SplitHostPort(c.Address); err != nil || host == "" || port == "" {
-			return warden.FieldError("address", "must be host:port with a host")
+			return warden.FieldError("address", "%q must be host:port with a host (e.g. siem.example.com:6514)", c.Address)
 		}
 	default:
-		return warden.FieldError("type", "must be webhook or syslog")
+		return warden.FieldError("type", "%q must be webhook or syslog", c.Type)
 	}
 	if c.BatchSize < 0 || c.BatchSize > audit.MaxLimit {
 		return warden.FieldError("batch_size", "must be between 1 and %d", audit.MaxLimit)
@@ -265,10 +269,11 @@ func New(o Options) (*Sinks, error) {
 		case TypeSyslog:
 			t = newSyslog(c, roots)
 		}
-		lease := max(o.Lease, 3*c.Timeout)
-		if o.Lease <= 0 {
-			lease = max(DefaultLease, 3*c.Timeout)
+		lease := o.Lease
+		if lease <= 0 {
+			lease = DefaultLease
 		}
+		lease = max(lease, 3*c.Timeout)
 		kinds := map[string]bool{}
 		for _, k := range c.Kinds {
 			kinds[k] = true

@@ -13,14 +13,12 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"slices"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"warden"
-	"warden/internal/audit"
+	"warden/internal/auditsink"
 )
 
 // Config is the server's configuration.
@@ -325,33 +323,36 @@ func (r AuditRetention) validate() error {
 	return nil
 }
 
-var sinkName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
 // envName is a portable environment variable name.
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// Sink is the sink's configuration for internal/auditsink, without its
+// secrets (the server reads those from the environment variables named).
+func (s AuditSink) Sink() auditsink.Config {
+	return auditsink.Config{
+		Name: s.Name, Type: s.Type, Format: s.Format, Kinds: s.Kinds,
+		URL: s.URL, Network: s.Network, Address: s.Address, Hostname: s.Hostname, CAFile: s.CAFile,
+		BatchSize: s.BatchSize, PollInterval: s.FlushInterval, Timeout: s.Timeout, MaxBackoff: s.MaxBackoff, MaxLag: s.MaxLag,
+	}
+}
+
+// validateAuditSinks checks what only the file can get wrong (duplicate
+// names, keys of the other sink type, secrets given other than by variable
+// name, negative durations); the sink's own rules are auditsink's.
 func validateAuditSinks(sinks []AuditSink) error {
 	seen := map[string]bool{}
 	for i, s := range sinks {
-		at := fmt.Sprintf("audit_sinks[%d]", i)
-		if !sinkName.MatchString(s.Name) {
-			return fmt.Errorf("%s.name %q: must be 1-63 lowercase letters, digits or '-'", at, s.Name)
+		at := fmt.Sprintf("audit_sinks[%d] (%s)", i, s.Name)
+		sc := s.Sink()
+		if err := sc.Validate(); err != nil {
+			return fmt.Errorf("%s.%w", at, err)
 		}
-		at = fmt.Sprintf("audit_sinks[%d] (%s)", i, s.Name)
 		if seen[s.Name] {
 			return fmt.Errorf("%s: the name is used by another sink", at)
 		}
 		seen[s.Name] = true
-		switch s.Format {
-		case "", "jsonl", "ocsf":
-		default:
-			return fmt.Errorf("%s.format %q: must be jsonl or ocsf", at, s.Format)
-		}
 		switch s.Type {
-		case "webhook":
-			if u, err := url.Parse(s.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return fmt.Errorf("%s.url: must be an http(s) URL", at)
-			}
+		case auditsink.TypeWebhook:
 			if s.Network != "" || s.Address != "" || s.Hostname != "" {
 				return fmt.Errorf("%s: network, address and hostname are for syslog sinks", at)
 			}
@@ -361,32 +362,10 @@ func validateAuditSinks(sinks []AuditSink) error {
 			if s.AuthorizationEnv != "" && !envName.MatchString(s.AuthorizationEnv) {
 				return fmt.Errorf("%s.authorization_env: must name an environment variable (the credential itself never goes in the file)", at)
 			}
-		case "syslog":
-			switch s.Network {
-			case "udp", "tcp", "tls":
-			default:
-				return fmt.Errorf("%s.network %q: must be udp, tcp or tls", at, s.Network)
-			}
-			// A missing host (":6514") would dial this machine and, over
-			// tls, fail every handshake for ever.
-			if host, port, err := net.SplitHostPort(s.Address); err != nil || host == "" || port == "" {
-				return fmt.Errorf("%s.address %q: must be host:port with a host (e.g. siem.example.com:6514)", at, s.Address)
-			}
+		case auditsink.TypeSyslog:
 			if s.URL != "" || s.SecretEnv != "" || s.AuthorizationEnv != "" {
 				return fmt.Errorf("%s: url, secret_env and authorization_env are for webhook sinks", at)
 			}
-		default:
-			return fmt.Errorf("%s.type %q: must be webhook or syslog", at, s.Type)
-		}
-		for _, k := range s.Kinds {
-			if !slices.Contains(audit.Kinds(), k) {
-				// A typo would filter out every event while the cursor (and
-				// retention behind it) moves past them.
-				return fmt.Errorf("%s.kinds: %q is not an event kind (known kinds: %s)", at, k, strings.Join(audit.Kinds(), ", "))
-			}
-		}
-		if s.BatchSize < 0 || s.BatchSize > 1000 {
-			return fmt.Errorf("%s.batch_size %d: must be between 1 and 1000", at, s.BatchSize)
 		}
 		if s.FlushInterval < 0 || s.Timeout < 0 || s.MaxBackoff < 0 || s.MaxLag < 0 {
 			return fmt.Errorf("%s: flush_interval, timeout, max_backoff and max_lag must not be negative", at)

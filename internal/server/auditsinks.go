@@ -19,11 +19,7 @@ import (
 func newAuditSinks(cfg config.Config, st *store.Store, reg prometheus.Registerer, log *slog.Logger, getenv func(string) string) (*auditsink.Sinks, error) {
 	sinks := make([]auditsink.Config, 0, len(cfg.AuditSinks))
 	for _, s := range cfg.AuditSinks {
-		c := auditsink.Config{
-			Name: s.Name, Type: s.Type, Format: s.Format, Kinds: s.Kinds,
-			URL: s.URL, Network: s.Network, Address: s.Address, Hostname: s.Hostname, CAFile: s.CAFile,
-			BatchSize: s.BatchSize, PollInterval: s.FlushInterval, Timeout: s.Timeout, MaxBackoff: s.MaxBackoff, MaxLag: s.MaxLag,
-		}
+		c := s.Sink()
 		if s.SecretEnv != "" {
 			v := getenv(s.SecretEnv)
 			if v == "" {

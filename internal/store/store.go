@@ -56,11 +56,12 @@ type Store struct {
 	// spares the audit writer a query per batch; its pump always looks).
 	changesGen, auditedGen atomic.Int64
 
-	// cpStop and cpDone run SQLite's background WAL checkpoint
-	// (walcheckpoint.go).
+	// SQLite's background WAL checkpoint (walcheckpoint.go): its own
+	// connection, its goroutine's stop and done, and whether the log is
+	// long enough for the audit writer to let it start over.
 	cpDB           *sql.DB
 	cpStop, cpDone chan struct{}
-	walLong        atomic.Bool // the log is long enough to start over (walCatchUp)
+	walLong        atomic.Bool
 }
 
 // Open connects to the database named by opts and applies pending migrations.
