@@ -89,6 +89,21 @@ func (c *cli) openAuditStore(ctx context.Context, data, dsn string) (*store.Stor
 	return nil, errors.New("--data DIR or --database DSN is required")
 }
 
+// openKeyring opens the store's keyring with WARDEN_MASTER_KEY, for the
+// offline commands that check or make signatures.
+func (c *cli) openKeyring(ctx context.Context, st *store.Store) (*seal.Keyring, error) {
+	mk, err := seal.ParseMasterKey(c.getenv("WARDEN_MASTER_KEY"))
+	if err != nil {
+		return nil, err
+	}
+	keys, err := seal.Open(ctx, mk, st)
+	clear(mk)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return keys, nil
+}
+
 func newAuditVerifyCmd(c *cli) *cobra.Command {
 	var (
 		data, dsn, out          string
@@ -152,14 +167,9 @@ each other and into the database (see docs/audit-retention.md).`,
 			}
 			switch {
 			case c.getenv("WARDEN_MASTER_KEY") != "":
-				mk, err := seal.ParseMasterKey(c.getenv("WARDEN_MASTER_KEY"))
+				keys, err := c.openKeyring(ctx, st)
 				if err != nil {
 					return err
-				}
-				keys, err := seal.Open(ctx, mk, st)
-				clear(mk)
-				if err != nil {
-					return fmt.Errorf("keyring: %w", err)
 				}
 				defer keys.Close()
 				o.PublicKey = keys.PublicKey
@@ -253,18 +263,12 @@ that qualifies, nothing is archived. See docs/audit-retention.md.`,
 			defer st.Close()
 			// The cut is signed with the audit signing key, so that an
 			// anchor row nobody signed cannot license deleting events.
-			mk := c.getenv("WARDEN_MASTER_KEY")
-			if mk == "" {
+			if c.getenv("WARDEN_MASTER_KEY") == "" {
 				return errors.New("warden audit archive signs the retention cut with the audit signing key: set WARDEN_MASTER_KEY")
 			}
-			key, err := seal.ParseMasterKey(mk)
+			keys, err := c.openKeyring(ctx, st)
 			if err != nil {
 				return err
-			}
-			keys, err := seal.Open(ctx, key, st)
-			clear(key)
-			if err != nil {
-				return fmt.Errorf("keyring: %w", err)
 			}
 			defer keys.Close()
 			o.PublicKey = keys.PublicKey
