@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"strconv"
 	"strings"
@@ -94,6 +95,16 @@ const (
 	FormatOCSF  = "ocsf"
 )
 
+// NewEncoder writes events (or their OCSF form) as export does: one JSON
+// object per line, detail bytes exactly as stored (no HTML escaping, which
+// would change them and with them the hash), every control character
+// escaped so an event is always one line.
+func NewEncoder(w io.Writer) *json.Encoder {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc
+}
+
 // Export writes every event matching f, oldest first, one JSON object per
 // line, in the given format. Strings are JSON-escaped, so no field content
 // (newlines, control characters) can start a line of its own: an event is
@@ -108,7 +119,7 @@ func Export(ctx context.Context, q Querier, w io.Writer, format string, f Filter
 	f.Ascending = true
 	f.Limit = MaxLimit
 	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := newEventEncoder(bw)
+	enc := NewEncoder(bw)
 	var n int64
 	cursor := ""
 	for {

@@ -227,7 +227,7 @@ func writeArchive(ctx context.Context, st Store, dir string, prev Head, cut Chec
 	}()
 	sum := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(tmp, sum), 256<<10)
-	enc := newEventEncoder(bw)
+	enc := NewEncoder(bw)
 	v := newChainVerifierFrom(prev, cps)
 	err = st.ScanAudit(ctx, prev.Seq, func(e *Event) error {
 		if e.Seq > cut.Seq {
@@ -312,15 +312,6 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// newEventEncoder writes events as export does: one JSON object per line,
-// detail bytes exactly as stored (no HTML escaping, which would change
-// them and with them the hash).
-func newEventEncoder(w io.Writer) *json.Encoder {
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return enc
 }
 
 // ArchiveFile is an archive file read by ReadArchiveFile: its name,

@@ -19,10 +19,8 @@ import (
 	"warden/internal/webhook"
 )
 
-// encoder writes events exactly as audit.Export does: one object and a
-// '\n' per event, without HTML escaping, so detail keeps the bytes that
-// were hashed. JSON escapes every control character, so an event is
-// always exactly one line.
+// encoder writes events exactly as audit.Export does (audit.NewEncoder),
+// reusing one buffer.
 type encoder struct {
 	buf bytes.Buffer
 	enc *json.Encoder
@@ -30,8 +28,7 @@ type encoder struct {
 
 func (e *encoder) encode(format string, ev *audit.Event) ([]byte, error) {
 	if e.enc == nil {
-		e.enc = json.NewEncoder(&e.buf)
-		e.enc.SetEscapeHTML(false)
+		e.enc = audit.NewEncoder(&e.buf)
 	}
 	e.buf.Reset()
 	var v any = ev
