@@ -18,9 +18,10 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"sort"
 	"syscall"
 	"time"
+
+	"warden/bench/internal/latency"
 )
 
 func main() {
@@ -76,11 +77,8 @@ func main() {
 				}
 				lat = append(lat, time.Since(t))
 			}
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			pct := func(q float64) string {
-				return fmt.Sprintf("%.0f µs", float64(lat[int(float64(len(lat)-1)*q)])/float64(time.Microsecond))
-			}
-			fmt.Printf("| %s | %v | %s | %s | %s |\n", s.name, gap, pct(.5), pct(.9), pct(.99))
+			fmt.Printf("| %s | %v | %s | %s | %s |\n", s.name, gap,
+				latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .9)), latency.US(latency.Pct(lat, .99)))
 		}
 	}
 }

@@ -26,7 +26,6 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +34,7 @@ import (
 
 	"warden"
 	"warden/apitype"
+	"warden/bench/internal/latency"
 	"warden/client"
 	"warden/internal/config"
 	"warden/internal/server"
@@ -101,7 +101,7 @@ func main() {
 		for _, p := range paths {
 			if strings.HasPrefix(p.name, *satOnly) {
 				rps, lat, errs := saturate(hc, p.url, p.auth, *conns, *duration)
-				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %d errors\n", p.name, rps, us(pct(lat, .5)), us(pct(lat, .99)), errs)
+				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %d errors\n", p.name, rps, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
 				return
 			}
 		}
@@ -118,19 +118,19 @@ func main() {
 		var base, bareLat [2]time.Duration
 		for _, p := range paths {
 			lat, errs := fixedRate(hc, p.url, p.auth, rate, *duration)
-			p50, p99 := pct(lat, 0.50), pct(lat, 0.99)
+			p50, p99 := latency.Pct(lat, 0.50), latency.Pct(lat, 0.99)
 			added, over := "- | -", "- | -"
 			switch p.name {
 			case "direct":
 				base = [2]time.Duration{p50, p99}
 			case "bare proxy":
 				bareLat = [2]time.Duration{p50, p99}
-				added = fmt.Sprintf("%s | %s", us(p50-base[0]), us(p99-base[1]))
+				added = fmt.Sprintf("%s | %s", latency.US(p50-base[0]), latency.US(p99-base[1]))
 			default:
-				added = fmt.Sprintf("%s | %s", us(p50-base[0]), us(p99-base[1]))
-				over = fmt.Sprintf("%s | %s", us(p50-bareLat[0]), us(p99-bareLat[1]))
+				added = fmt.Sprintf("%s | %s", latency.US(p50-base[0]), latency.US(p99-base[1]))
+				over = fmt.Sprintf("%s | %s", latency.US(p50-bareLat[0]), latency.US(p99-bareLat[1]))
 			}
-			fmt.Printf("| %d | %s | %s | %s | %s | %s | %d |\n", rate, p.name, us(p50), us(p99), added, over, errs)
+			fmt.Printf("| %d | %s | %s | %s | %s | %s | %d |\n", rate, p.name, latency.US(p50), latency.US(p99), added, over, errs)
 		}
 	}
 	fmt.Println()
@@ -146,7 +146,7 @@ func main() {
 		if p.name == "warden" && bareRPS > 0 {
 			ratio = fmt.Sprintf(" (%.2fx bare)", rps/bareRPS)
 		}
-		fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %d |\n", *conns, p.name, rps, ratio, us(pct(lat, .5)), us(pct(lat, .99)), errs)
+		fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %d |\n", *conns, p.name, rps, ratio, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
 	}
 }
 
@@ -321,14 +321,3 @@ func saturate(hc *http.Client, u, auth string, conns int, d time.Duration) (floa
 	wg.Wait()
 	return float64(count.Load()) / time.Since(start).Seconds(), all, errs.Load()
 }
-
-func pct(l []time.Duration, q float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), l...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*q)]
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }

@@ -30,7 +30,6 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +40,7 @@ import (
 
 	"warden"
 	"warden/apitype"
+	"warden/bench/internal/latency"
 	"warden/client"
 	"warden/internal/config"
 	"warden/internal/server"
@@ -136,9 +136,9 @@ func main() {
 			if i == 0 {
 				base = lat
 			} else {
-				added50, added99 = us(pct(lat, .5)-pct(base, .5)), us(pct(lat, .99)-pct(base, .99))
+				added50, added99 = latency.US(latency.Pct(lat, .5)-latency.Pct(base, .5)), latency.US(latency.Pct(lat, .99)-latency.Pct(base, .99))
 			}
-			fmt.Printf("| %d | %s | %s | %s | %s | %s | %d |\n", rate, p.name, us(pct(lat, .5)), us(pct(lat, .99)), added50, added99, errs)
+			fmt.Printf("| %d | %s | %s | %s | %s | %s | %d |\n", rate, p.name, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), added50, added99, errs)
 		}
 	}
 	fmt.Println()
@@ -148,7 +148,7 @@ func main() {
 	for i, p := range paths {
 		q, lat, errs := saturate(p.conns, query, *duration)
 		qps[i] = q
-		fmt.Printf("| %d conns | %s | %.0f | %s | %s | %d |\n", len(p.conns), p.name, q, us(pct(lat, .5)), us(pct(lat, .99)), errs)
+		fmt.Printf("| %d conns | %s | %.0f | %s | %s | %d |\n", len(p.conns), p.name, q, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
 	}
 	if qps[0] > 0 {
 		fmt.Printf("\nthroughput ratio warden/direct: %.2f\n", qps[1]/qps[0])
@@ -318,14 +318,3 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
-
-func pct(l []time.Duration, q float64) time.Duration {
-	if len(l) == 0 {
-		return 0
-	}
-	s := append([]time.Duration(nil), l...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[int(float64(len(s)-1)*q)]
-}
-
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
