@@ -68,13 +68,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err != nil {
 		return warden.Wrap(err, warden.CodeInternal, "bad embedded migrations")
 	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
-		// Two PostgreSQL replicas may race on CREATE TABLE IF NOT EXISTS
-		// (a known catalog race); the loser sees a unique violation and
-		// can carry on because the table now exists.
-		if !warden.IsCode(s.dbErr(err), warden.CodeConflict) {
-			return warden.Wrap(err, warden.CodeUnavailable, "cannot prepare migrations")
+	// Under the same lock as the migrations: two PostgreSQL replicas racing
+	// on CREATE TABLE IF NOT EXISTS can otherwise both try to create the
+	// table's row type, and the loser fails (SQLSTATE 42710 or 23505).
+	if err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if s.engine == Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockID); err != nil {
+				return s.dbErr(err)
+			}
 		}
+		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`)
+		return s.dbErr(err)
+	}); err != nil {
+		return warden.Wrap(err, warden.CodeUnavailable, "cannot prepare migrations")
 	}
 	for _, m := range ms {
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
