@@ -100,8 +100,12 @@ func main() {
 	if *satOnly != "" {
 		for _, p := range paths {
 			if strings.HasPrefix(p.name, *satOnly) {
+				before := auditCounters(wardenURL)
 				rps, lat, errs := saturate(hc, p.url, p.auth, *conns, *duration)
 				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %d errors\n", p.name, rps, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
+				if p.name == "warden" {
+					fmt.Println(auditCounters(wardenURL).since(before, *duration))
+				}
 				return
 			}
 		}
@@ -137,8 +141,13 @@ func main() {
 	fmt.Println("| saturation | path | req/s | p50 | p99 | errors |")
 	fmt.Println("|---|---|---|---|---|---|")
 	var bareRPS float64
+	var commits string
 	for _, p := range paths {
+		before := auditCounters(wardenURL)
 		rps, lat, errs := saturate(hc, p.url, p.auth, *conns, *duration)
+		if p.name == "warden" {
+			commits = auditCounters(wardenURL).since(before, *duration)
+		}
 		if p.name == "bare proxy" {
 			bareRPS = rps
 		}
@@ -148,6 +157,47 @@ func main() {
 		}
 		fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %d |\n", *conns, p.name, rps, ratio, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
 	}
+	fmt.Println()
+	fmt.Println(commits)
+}
+
+// counters are the audit writer's metrics (warden_audit_*) at one moment.
+type counters struct{ events, commits, seconds float64 }
+
+func auditCounters(addr string) counters {
+	resp, err := http.Get(addr + "/metrics")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var c counters
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		switch name {
+		case "warden_audit_events_total":
+			c.events = v
+		case "warden_audit_commits_total":
+			c.commits = v
+		case "warden_audit_commit_seconds_total":
+			c.seconds = v
+		}
+	}
+	return c
+}
+
+// since describes Warden's audit group commits between b and c.
+func (c counters) since(b counters, d time.Duration) string {
+	n := c.commits - b.commits
+	if n <= 0 {
+		return "audit: no commits"
+	}
+	return fmt.Sprintf("audit at saturation: %.0f events in %.0f commits (%.1f per commit), %.0f µs per commit, writer busy %.0f%%",
+		c.events-b.events, n, (c.events-b.events)/n, (c.seconds-b.seconds)/n*1e6, (c.seconds-b.seconds)/d.Seconds()*100)
 }
 
 func numCPU() int {

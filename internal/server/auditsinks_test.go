@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +105,18 @@ func TestServerStreamsAuditToSink(t *testing.T) {
 	for _, name := range []string{`warden_audit_sink_lag_events{sink="siem"}`, `warden_audit_sink_delivered_total{sink="siem"}`} {
 		if !strings.Contains(string(m), name) {
 			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	// The writer's own counters: the admin change above was committed.
+	for _, name := range []string{"warden_audit_events_total", "warden_audit_commits_total", "warden_audit_commit_seconds_total"} {
+		var v float64
+		for _, line := range strings.Split(string(m), "\n") {
+			if n, val, ok := strings.Cut(line, " "); ok && n == name {
+				v, _ = strconv.ParseFloat(val, 64)
+			}
+		}
+		if v <= 0 {
+			t.Errorf("/metrics: %s is %v, want > 0", name, v)
 		}
 	}
 }

@@ -176,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 	elevations := elevation.New(elevation.Options{Store: st, Policies: policies, Identities: ids, MaxDuration: cfg.MaxElevation})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerAuditMetrics(reg, auditLog)
 	// Audit sinks stream the chain from their own cursors: they never hold
 	// up Append, and resume where they stopped (docs/audit-sinks.md).
 	auditSinks, err := newAuditSinks(cfg, st, reg, log, o.Getenv)
