@@ -10,11 +10,17 @@
 // forwarded, and completed in the audit log with its row count; the
 // session runs as a leased postgres_dynamic role.
 //
-//	go run ./bench/pgwire [-dsn postgres://...] [-duration 5s] [-rates 200,500,1000] [-conns 8]
+//	go run ./bench/pgwire [-dsn postgres://...] [-duration 5s] [-rates 200,500,1000] [-conns 8] [-saturation 8,32]
 //
 // For each fixed rate it reports per-query latency of both paths and the
-// latency Warden adds (p50/p99); at saturation, each path's throughput
-// and their ratio.
+// latency Warden adds (p50/p99); at saturation, for each connection count
+// (both paths at the same count, as pgbench users compare client counts),
+// each path's throughput, their ratio, this process's CPU time and
+// allocations per query (the pgx clients, plus Warden on its path: the
+// difference between the paths is what Warden costs, which stays
+// meaningful on a machine shared with other work, where throughput and
+// latency do not), and how Warden's audit writer grouped the events into
+// commits.
 package main
 
 import (
@@ -22,6 +28,7 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -30,10 +37,12 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,7 +61,9 @@ func main() {
 	dsn := flag.String("dsn", envOr("WARDEN_TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "superuser DSN of the PostgreSQL to measure")
 	duration := flag.Duration("duration", 5*time.Second, "duration of each measurement")
 	rates := flag.String("rates", "200,500,1000", "fixed query rates to measure (queries/s)")
-	conns := flag.Int("conns", 8, "connections per path (fixed rate and saturation)")
+	conns := flag.Int("conns", 8, "connections per path at the fixed rates")
+	satConns := flag.String("saturation", "8,32", "connection counts per path to measure saturation at (empty: none)")
+	pathList := flag.String("paths", "direct,warden", "paths to measure (a profile of Warden alone: -paths warden)")
 	dataParent := flag.String("data", "", "directory to create Warden's data dir in (default the system temp dir; a tmpfs such as /dev/shm takes the audit log's fsync out of the measurement)")
 	pgStore := flag.Bool("pgstore", false, "keep Warden's own data (audit log included) in a fresh schema of the same PostgreSQL instead of SQLite")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (Warden runs in this process) to this file")
@@ -102,62 +113,166 @@ func main() {
 
 	through := fmt.Sprintf("postgres://bench-agent:%s@%s/bench-db?sslmode=disable", url.PathEscape(key), pgAddr)
 	query := "SELECT abalance FROM " + schema + ".accounts WHERE aid = $1"
-	paths := []struct {
-		name  string
-		conns []*pgx.Conn
-	}{
-		{"direct", dial(*dsn, *conns)},
-		{"warden", dial(through, *conns)},
+	type path struct {
+		name, dsn string
+		conns     []*pgx.Conn
 	}
-	// Sanity and warm-up: every connection answers (and prepares).
-	for _, p := range paths {
-		for _, c := range p.conns {
+	var paths []*path
+	for _, p := range []*path{{name: "direct", dsn: *dsn}, {name: "warden", dsn: through}} {
+		if slices.Contains(strings.Split(*pathList, ","), p.name) {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 {
+		log.Fatalf("-paths %q names neither direct nor warden", *pathList)
+	}
+	// connsOf returns n connections of p, dialing (and warming up: every
+	// connection answers and prepares) those it does not have yet.
+	connsOf := func(p *path, n int) []*pgx.Conn {
+		for len(p.conns) < n {
+			c := must(pgx.Connect(ctx, p.dsn))
 			for range 20 {
 				var b int
 				if err := c.QueryRow(ctx, query, 1+rand.IntN(accounts)).Scan(&b); err != nil {
 					log.Fatalf("%s: %v", p.name, err)
 				}
 			}
+			p.conns = append(p.conns, c)
 		}
+		return p.conns[:n]
 	}
-
-	fmt.Printf("# pgwire benchmark: %d CPUs, %d connections per path, %s per point, pgbench -S query\n\n", runtime.NumCPU(), *conns, *duration)
-	fmt.Println("| rate (q/s) | path | p50 | p99 | added p50 | added p99 | errors |")
-	fmt.Println("|---|---|---|---|---|---|---|")
-	for _, rs := range strings.Split(*rates, ",") {
-		rate, err := strconv.Atoi(strings.TrimSpace(rs))
-		if err != nil || rate <= 0 {
-			log.Fatalf("bad rate %q", rs)
-		}
-		var base []time.Duration
-		for i, p := range paths {
-			lat, errs := fixedRate(p.conns, query, rate, *duration)
-			added50, added99 := "", ""
-			if i == 0 {
-				base = lat
-			} else {
-				added50, added99 = latency.US(latency.Pct(lat, .5)-latency.Pct(base, .5)), latency.US(latency.Pct(lat, .99)-latency.Pct(base, .99))
+	defer func() {
+		for _, p := range paths {
+			for _, c := range p.conns {
+				c.Close(ctx)
 			}
-			fmt.Printf("| %d | %s | %s | %s | %s | %s | %d |\n", rate, p.name, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), added50, added99, errs)
+		}
+	}()
+
+	fmt.Printf("# pgwire benchmark: %d CPUs, %s per point, pgbench -S query\n\n", runtime.NumCPU(), *duration)
+	if strings.TrimSpace(*rates) != "" {
+		fmt.Printf("%d connections per path:\n\n", *conns)
+		fmt.Println("| rate (q/s) | path | p50 | p99 | added p50 | added p99 | errors |")
+		fmt.Println("|---|---|---|---|---|---|---|")
+		for _, rs := range strings.Split(*rates, ",") {
+			rate, err := strconv.Atoi(strings.TrimSpace(rs))
+			if err != nil || rate <= 0 {
+				log.Fatalf("bad rate %q", rs)
+			}
+			var base []time.Duration
+			for _, p := range paths {
+				lat, errs := fixedRate(connsOf(p, *conns), query, rate, *duration)
+				added50, added99 := "", ""
+				if p.name == "direct" {
+					base = lat
+				} else if base != nil {
+					added50, added99 = latency.US(latency.Pct(lat, .5)-latency.Pct(base, .5)), latency.US(latency.Pct(lat, .99)-latency.Pct(base, .99))
+				}
+				fmt.Printf("| %d | %s | %s | %s | %s | %s | %d |\n", rate, p.name, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), added50, added99, errs)
+			}
+		}
+		fmt.Println()
+	}
+	if strings.TrimSpace(*satConns) == "" {
+		return
+	}
+	fmt.Println("| saturation | path | queries/s | p50 | p99 | CPU/query | allocs/query | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	var notes []string
+	for _, ns := range strings.Split(*satConns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(ns))
+		if err != nil || n <= 0 {
+			log.Fatalf("bad connection count %q", ns)
+		}
+		var direct float64
+		for _, p := range paths {
+			cs := connsOf(p, n)
+			before := auditCounters(httpAddr)
+			u0 := usageNow()
+			q, lat, errs := saturate(cs, query, *duration)
+			used := usageNow().since(u0, q*duration.Seconds())
+			ratio := ""
+			switch {
+			case p.name == "direct":
+				direct = q
+			case direct > 0:
+				ratio = fmt.Sprintf(" (%.2fx direct)", q/direct)
+			}
+			if p.name == "warden" {
+				notes = append(notes, fmt.Sprintf("%d conns: %s", n, auditCounters(httpAddr).since(before, *duration)))
+			}
+			fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %s | %d |\n", n, p.name, q, ratio, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), used, errs)
 		}
 	}
 	fmt.Println()
-	fmt.Println("| saturation | path | queries/s | p50 | p99 | errors |")
-	fmt.Println("|---|---|---|---|---|---|")
-	qps := make([]float64, len(paths))
-	for i, p := range paths {
-		q, lat, errs := saturate(p.conns, query, *duration)
-		qps[i] = q
-		fmt.Printf("| %d conns | %s | %.0f | %s | %s | %d |\n", len(p.conns), p.name, q, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
+	for _, n := range notes {
+		fmt.Println(n)
 	}
-	if qps[0] > 0 {
-		fmt.Printf("\nthroughput ratio warden/direct: %.2f\n", qps[1]/qps[0])
+}
+
+// usage is this process's CPU time and heap allocations at one moment.
+type usage struct {
+	cpu     time.Duration
+	objects uint64
+}
+
+func usageNow() usage {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
 	}
-	for _, p := range paths {
-		for _, c := range p.conns {
-			c.Close(ctx)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return usage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), objects: ms.Mallocs}
+}
+
+// since formats the CPU time and allocations per query between u0 and u
+// ("| 123 µs | 45 |").
+func (u usage) since(u0 usage, queries float64) string {
+	if queries <= 0 {
+		return "- | -"
+	}
+	return fmt.Sprintf("%s | %.0f", latency.US(time.Duration(float64(u.cpu-u0.cpu)/queries)), float64(u.objects-u0.objects)/queries)
+}
+
+// counters are Warden's audit writer metrics (warden_audit_*) at one
+// moment.
+type counters struct{ events, commits, seconds float64 }
+
+func auditCounters(addr string) counters {
+	resp, err := http.Get(addr + "/metrics")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var c counters
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, _ := strconv.ParseFloat(val, 64)
+		switch name {
+		case "warden_audit_events_total":
+			c.events = v
+		case "warden_audit_commits_total":
+			c.commits = v
+		case "warden_audit_commit_seconds_total":
+			c.seconds = v
 		}
 	}
+	return c
+}
+
+// since describes the audit group commits between b and c.
+func (c counters) since(b counters, d time.Duration) string {
+	n := c.commits - b.commits
+	if n <= 0 {
+		return "audit: no commits"
+	}
+	return fmt.Sprintf("audit at saturation: %.0f events in %.0f commits (%.1f per commit), %.0f µs per commit, writer busy %.0f%%",
+		c.events-b.events, n, (c.events-b.events)/n, (c.seconds-b.seconds)/n*1e6, (c.seconds-b.seconds)/d.Seconds()*100)
 }
 
 func envOr(k, def string) string {
@@ -165,14 +280,6 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-func dial(dsn string, n int) []*pgx.Conn {
-	out := make([]*pgx.Conn, n)
-	for i := range out {
-		out[i] = must(pgx.Connect(context.Background(), dsn))
-	}
-	return out
 }
 
 // fixedRate sends rate queries per second, spread over the connections
