@@ -45,6 +45,7 @@ func main() {
 	rates := flag.String("rates", "500,1000,2000", "fixed request rates to measure (requests/s)")
 	conns := flag.Int("conns", 32, "concurrent connections at saturation")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to FILE")
+	memprofile := flag.String("memprofile", "", "write an allocation profile (allocs since start) to FILE at the end")
 	satOnly := flag.String("saturate-only", "", "measure only this path at saturation (direct, bare, warden): for profiling one path")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -56,6 +57,18 @@ func main() {
 			log.Fatal(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		defer func() {
+			f, err := os.Create(*memprofile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				log.Fatal(err)
+			}
+		}()
 	}
 
 	upstream := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +53,22 @@ func (a *API) wrap(rt route) http.Handler {
 		label = "unmatched"
 	}
 	hist := a.metrics.duration.With(prometheus.Labels{"route": label})
+	// The route's request counters by status class, made on first use: a
+	// lookup by label map on every request allocates and hashes.
+	var byClass [10]atomic.Pointer[prometheus.Counter] // status/100; net/http allows 100-999
+	count := func(status int) {
+		if status == 0 {
+			status = 200
+		}
+		i := min(max(status/100, 0), 9)
+		c := byClass[i].Load()
+		if c == nil {
+			v := a.metrics.requests.With(prometheus.Labels{"route": label, "code": statusClass(status)})
+			c = &v
+			byClass[i].Store(c)
+		}
+		(*c).Inc()
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := warden.NewID(warden.PrefixRequest)
@@ -70,7 +87,7 @@ func (a *API) wrap(rt route) http.Handler {
 				}
 			}
 			hist.Observe(time.Since(start).Seconds())
-			a.metrics.requests.With(prometheus.Labels{"route": label, "code": statusClass(sw.status)}).Inc()
+			count(sw.status)
 		}()
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(sw, r.Body, a.o.MaxBodyBytes)
