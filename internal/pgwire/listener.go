@@ -151,9 +151,11 @@ type session struct {
 	txStatus byte
 	// approvalID is the approval presented for the next statement.
 	approvalID string
-	// completions feeds completer, which writes completed audit records.
-	completions chan completion
-	mu          sync.Mutex // guards up for cancel requests
+	// done holds the outcomes of statements whose answers are being
+	// relayed; they are recorded once the answer is on its way to the
+	// client (recordDone).
+	done []completion
+	mu   sync.Mutex // guards up for cancel requests
 }
 
 // run serves the connection until the client leaves or fails.
@@ -172,10 +174,7 @@ func (ss *session) run(ctx context.Context) {
 	defer stop()
 	ss.stmts = map[string]*stmtState{}
 	ss.portals = map[string]*portalState{}
-	ss.completions = make(chan completion, 1024)
-	completed := make(chan struct{})
-	go ss.completer(completed)
-	defer func() { close(ss.completions); <-completed }()
+	defer ss.recordDone()
 	for {
 		msg, err := ss.be.Receive()
 		if err != nil {
@@ -184,7 +183,9 @@ func (ss *session) run(ctx context.Context) {
 			}
 			return
 		}
-		if err := ss.handle(ctx, msg); err != nil {
+		err = ss.handle(ctx, msg)
+		ss.recordDone()
+		if err != nil {
 			if errors.Is(err, errTerminate) {
 				return
 			}

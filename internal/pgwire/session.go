@@ -469,21 +469,27 @@ type completion struct {
 	err  error
 }
 
-// finish queues the completed audit record of a statement. The decided
-// record, written before the statement was forwarded, is the one that
-// must be durable first; the completed record follows off the client's
-// path, in order, like the HTTP fronts write it after the response. A
-// full queue makes the session wait (never drops a record).
+// finish notes the outcome of a statement for recordDone.
 func (ss *session) finish(sc stmtCall, rows int64, err error) {
-	ss.completions <- completion{sc: sc, rows: rows, err: err}
+	ss.done = append(ss.done, completion{sc: sc, rows: rows, err: err})
 }
 
-// completer records queued completions until the queue is closed.
-func (ss *session) completer(done chan<- struct{}) {
-	defer close(done)
-	for c := range ss.completions {
+// recordDone writes the completed audit records of the statements
+// finished so far, in order. The decided record, written before the
+// statement was forwarded, is the one that must be durable first; the
+// completed record is queued for the audit log's next commit
+// (gate.Complete does not wait for it) once the answer has been flushed
+// to the client, so it stays off the client's path like the HTTP fronts'
+// record written after the response, without a goroutine and a wakeup per
+// statement to hand it over. A full audit queue makes the session wait
+// (a record is never dropped).
+func (ss *session) recordDone() {
+	for i := range ss.done {
+		c := &ss.done[i]
 		ss.s.complete(context.Background(), c.sc, c.rows, 0, c.err)
+		*c = completion{}
 	}
+	ss.done = ss.done[:0]
 }
 
 // extError answers a refused extended-protocol message. Its place in the
