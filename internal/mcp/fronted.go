@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -62,7 +63,10 @@ func (g *Gateway) callUpstream(ctx context.Context, base gate.Call, c *connector
 	defer cancel()
 	out, err := cs.CallTool(cctx, &sdk.CallToolParams{Name: mt.Name, Arguments: args})
 	if err != nil {
-		if cctx.Err() != nil && ctx.Err() == nil {
+		// The transport's response-header timeout is the connector's
+		// timeout too, and may fire first.
+		var ne net.Error
+		if ctx.Err() == nil && (cctx.Err() != nil || errors.As(err, &ne) && ne.Timeout()) {
 			l.drop(cs) // hung: cut it off; the next call gets a fresh session
 			return fail(err, fmt.Sprintf("the upstream MCP server did not answer within %s", c.Timeout))
 		}
