@@ -228,3 +228,45 @@ rules: [{id: all, effect: allow, actions: ["local:*"]}]
 		t.Fatalf("after rotation: %s", text(r))
 	}
 }
+
+// TestFrontedUpstreamConnections: Warden calls a fronted HTTP upstream over
+// pooled connections (most calls used to dial a new one: the call's context
+// ended while the SDK was still reading the response's end), and a hung
+// call is still cut at the connector's timeout with the next call served.
+func TestFrontedUpstreamConnections(t *testing.T) {
+	s := wardentest.StartServer(t, wardentest.ServerOptions{})
+	up := newFakeUpstream(t, "up-secret-token")
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	sdk.AddTool(up.srv, &sdk.Tool{Name: "hang", Description: "Never answers."}, func(ctx ctxT, req *sdk.CallToolRequest, in issueArgs) (*sdk.CallToolResult, any, error) {
+		select {
+		case <-ctx.Done():
+		case <-release:
+		}
+		return &sdk.CallToolResult{}, nil, nil
+	})
+	mustDo(t, s, "POST", "/v1/credentials", "application/json", `{"name":"gh-token","type":"bearer","connector":"gh-mcp","secret":{"token":"up-secret-token"}}`, 201)
+	mustDo(t, s, "PUT", "/v1/connectors/gh-mcp", "application/yaml", "apiVersion: warden/v1\nkind: Connector\ntype: mcp\nallow_private_network: true\nauth: {type: bearer}\ntimeout: 1s\nmcp: {url: \""+up.URL+"\"}\n", 201)
+	key := newAgent(t, s, "dev-bot")
+	putPolicy(t, s, "dev-bot", "apiVersion: warden/v1\nkind: Policy\nsubjects: [{identity: dev-bot}]\nrules: [{id: all, effect: allow, actions: [\"gh-mcp:list_issues\", \"gh-mcp:hang\"]}]\n")
+	cs := agent(t, s, key)
+	args := map[string]any{"repo": "acme/app", "title": ""}
+	if r := callTool(t, cs, "gh-mcp__list_issues", args); r.IsError {
+		t.Fatalf("first call: %s", text(r))
+	}
+	before := up.conns.Load()
+	const calls = 50
+	for range calls {
+		if r := callTool(t, cs, "gh-mcp__list_issues", args); r.IsError {
+			t.Fatalf("call: %s", text(r))
+		}
+	}
+	if n := up.conns.Load() - before; n > 5 {
+		t.Fatalf("%d new connections to the upstream for %d calls on one session; want them pooled", n, calls)
+	}
+	r := callTool(t, cs, "gh-mcp__hang", args)
+	if !r.IsError || !strings.Contains(text(r), "did not answer") {
+		t.Fatalf("hang: %s", text(r))
+	}
+	eventually(t, "a call served after the hang", func() bool { return !callTool(t, cs, "gh-mcp__list_issues", args).IsError })
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -348,10 +349,90 @@ type injecting struct {
 	m    *credential.Material
 }
 
+// RoundTrip sends r with the credential. A POST (a request, response or
+// notification Warden sends) runs on a context of its own, which the
+// caller's context cancels at once while the response headers are awaited
+// and only after drainGrace once the body is being read: the SDK hands a
+// call its result as soon as the result's event is read and drains the
+// rest of the response afterwards, while the call's context is already
+// cancelled (Warden's tools/call returns and ends it). Cancelled in that
+// window, net/http closes the connection, and the next call dials a new
+// one: that was most tools/call on a fronted HTTP upstream.
 func (t *injecting) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
+	if r.Method != http.MethodPost {
+		r = r.Clone(r.Context())
+		proxy.Inject(r, t.c, t.m)
+		return t.base.RoundTrip(r)
+	}
+	parent := r.Context()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	x := &exchange{cancel: cancel}
+	x.stop = context.AfterFunc(parent, x.callerDone)
+	r = r.Clone(ctx)
 	proxy.Inject(r, t.c, t.m)
-	return t.base.RoundTrip(r)
+	resp, err := t.base.RoundTrip(r)
+	if err != nil {
+		x.stop()
+		cancel()
+		return nil, err
+	}
+	x.reading.Store(true)
+	resp.Body = &exchangeBody{ReadCloser: resp.Body, x: x}
+	return resp, nil
+}
+
+// drainGrace bounds how long the rest of a response is read after the
+// call that sent the request ended. A server that keeps the stream open
+// past its response (the spec says it SHOULD close it) is cut then.
+const drainGrace = 250 * time.Millisecond
+
+// exchange is one POST to an upstream MCP server on a context of its own
+// (see injecting.RoundTrip). Its context is cancelled when the caller's
+// ends: at once before the response arrived, after drainGrace while the
+// body is read, never once the body was read to its end or closed (the
+// connection is back in the pool, or closed by net/http itself). A context
+// never cancelled holds no timer and no registration: it is collected with
+// the request.
+type exchange struct {
+	cancel  context.CancelFunc
+	stop    func() bool
+	reading atomic.Bool
+	ended   atomic.Bool
+}
+
+func (x *exchange) callerDone() {
+	if !x.reading.Load() {
+		x.cancel()
+		return
+	}
+	time.AfterFunc(drainGrace, func() {
+		if !x.ended.Load() {
+			x.cancel()
+		}
+	})
+}
+
+func (x *exchange) end() {
+	x.ended.Store(true)
+	x.stop()
+}
+
+type exchangeBody struct {
+	io.ReadCloser
+	x *exchange
+}
+
+func (b *exchangeBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.x.end()
+	}
+	return n, err
+}
+
+func (b *exchangeBody) Close() error {
+	b.x.end()
+	return b.ReadCloser.Close()
 }
 
 // jsonLines passes on only lines that are JSON objects or arrays: a stdio

@@ -3,12 +3,14 @@ package mcp_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,8 @@ type fakeUpstream struct {
 	mu    sync.Mutex
 	calls []string
 	auth  []string
+	// conns counts the TCP connections clients opened to it.
+	conns atomic.Int64
 }
 
 func (u *fakeUpstream) seen() []string {
@@ -52,7 +56,7 @@ func newFakeUpstream(t testing.TB, token string) *fakeUpstream {
 			return &sdk.CallToolResult{Content: []sdk.Content{&sdk.TextContent{Text: "deleted"}}}, nil, nil
 		})
 	h := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return u.srv }, nil)
-	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
 		u.auth = append(u.auth, r.Header.Get("Authorization"))
 		u.mu.Unlock()
@@ -62,6 +66,12 @@ func newFakeUpstream(t testing.TB, token string) *fakeUpstream {
 		}
 		h.ServeHTTP(w, r)
 	}))
+	u.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			u.conns.Add(1)
+		}
+	}
+	u.Start()
 	// Warden keeps a stream open to the upstream; cut it so Close returns.
 	t.Cleanup(func() { u.CloseClientConnections(); u.Close() })
 	return u
