@@ -151,7 +151,7 @@ func queryParams(p map[string]any) (string, []any, error) {
 // arguments with several statements, missing arguments, transaction
 // control (each request is one transaction already) and COPY (there is no
 // stream to copy to or from).
-func executable(a *sqlguard.Analysis, args []any) error {
+func executable(a *analysis, args []any) error {
 	if len(args) > 0 && len(a.Statements) > 1 {
 		return warden.FieldError("params.args", "can only be used with a single statement")
 	}

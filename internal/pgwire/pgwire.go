@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -98,9 +99,45 @@ func (s *Service) Close() { s.pools.closeAll() }
 // empties the cache.
 type analysisCache struct {
 	mu    sync.RWMutex
-	m     map[string]*sqlguard.Analysis
+	m     map[string]*analysis
 	max   int
 	bytes int
+}
+
+// analysis is an analysed SQL text with the part of its statements' gate
+// calls that depends on the text alone, built once per text instead of
+// once per execution.
+type analysis struct {
+	*sqlguard.Analysis
+	calls []callTemplate // one per statement
+}
+
+// callTemplate is statement i's gate resource and path. The resource map
+// is shared by every call of the statement and must never be written: the
+// gate, the policy engine, approvals and the audit log only read a call's
+// resource.
+type callTemplate struct {
+	res  map[string]any
+	path string
+}
+
+func newAnalysis(a *sqlguard.Analysis) *analysis {
+	out := &analysis{Analysis: a, calls: make([]callTemplate, len(a.Statements))}
+	for i := range a.Statements {
+		st := &a.Statements[i]
+		res := map[string]any{
+			"class": string(st.Class), "kind": st.Kind, "fingerprint": st.Fingerprint,
+			"tables": strs(st.Tables), "reads": strs(st.Reads), "writes": strs(st.Writes),
+			"schemas": strs(st.Schemas), "functions": strs(st.Functions),
+			"has_where": st.HasWhere, "statements": len(a.Statements), "statement": i + 1,
+		}
+		if len(st.Reasons) > 0 {
+			res["reasons"] = strs(st.Reasons)
+		}
+		sum := sha256.Sum256([]byte(st.Text))
+		out.calls[i] = callTemplate{res: res, path: "/sql/" + hex.EncodeToString(sum[:16])}
+	}
+	return out
 }
 
 // maxCachedText keeps long texts out of the cache; maxCacheBytes bounds
@@ -111,7 +148,7 @@ const (
 )
 
 // analyze returns the (shared, read-only) analysis of sql.
-func (s *Service) analyze(sql string) (*sqlguard.Analysis, error) {
+func (s *Service) analyze(sql string) (*analysis, error) {
 	c := &s.cache
 	c.mu.RLock()
 	a, ok := c.m[sql]
@@ -119,14 +156,15 @@ func (s *Service) analyze(sql string) (*sqlguard.Analysis, error) {
 	if ok {
 		return a, nil
 	}
-	a, err := sqlguard.Analyze(sql)
+	sa, err := sqlguard.Analyze(sql)
 	if err != nil {
 		return nil, err
 	}
+	a = newAnalysis(sa)
 	if len(sql) <= maxCachedText {
 		c.mu.Lock()
 		if c.m == nil || len(c.m) >= c.max || c.bytes+len(sql) > maxCacheBytes {
-			c.m = make(map[string]*sqlguard.Analysis)
+			c.m = make(map[string]*analysis)
 			c.bytes = 0
 		}
 		if _, dup := c.m[sql]; !dup {
@@ -158,31 +196,24 @@ type stmtCall struct {
 // the statement's fingerprint in resource, the hash of its exact text in
 // path and the arguments in params: an approval covers one statement with
 // one set of arguments, not a look-alike with other constants.
-func newCall(who warden.Principal, c *connector.Connector, a *sqlguard.Analysis, i int, args []any, m meta) (*gate.Call, error) {
+func newCall(who warden.Principal, c *connector.Connector, a *analysis, i int, args []any, m meta) (*gate.Call, error) {
 	st := &a.Statements[i]
 	op, ok := c.Operation(string(st.Class))
 	if !ok {
 		return nil, warden.Errorf(warden.CodeUnknownOperation, "connector %s has no operation %s", c.Name, st.Class)
 	}
-	res := map[string]any{
-		"class": string(st.Class), "kind": st.Kind, "fingerprint": st.Fingerprint,
-		"tables": strs(st.Tables), "reads": strs(st.Reads), "writes": strs(st.Writes),
-		"schemas": strs(st.Schemas), "functions": strs(st.Functions),
-		"has_where": st.HasWhere, "statements": len(a.Statements), "statement": i + 1,
-	}
-	if len(st.Reasons) > 0 {
-		res["reasons"] = strs(st.Reasons)
-	}
+	t := &a.calls[i]
+	res := t.res
 	if c.Postgres().AuditText {
+		res = maps.Clone(res)
 		res["text"] = st.Text
 	}
 	if args == nil {
 		args = []any{}
 	}
-	sum := sha256.Sum256([]byte(st.Text))
 	return &gate.Call{
 		Principal: who, Connector: c, Op: op, Resource: res, Params: map[string]any{"args": args},
-		Method: "SQL", Path: "/sql/" + hex.EncodeToString(sum[:16]),
+		Method: "SQL", Path: t.path,
 		ClientIP: m.ClientIP, UserAgent: m.UserAgent, RequestID: m.RequestID, ApprovalID: m.ApprovalID,
 		BytesIn: int64(len(st.Text)),
 	}, nil
@@ -201,7 +232,7 @@ func strs(l []string) []any {
 // index of the refused statement (-1 when all were allowed), whose verdict
 // says why. Calls allowed before a refusal must be completed by the
 // caller as not run.
-func (s *Service) decide(ctx context.Context, who warden.Principal, c *connector.Connector, a *sqlguard.Analysis, args []any, m meta) ([]stmtCall, int, error) {
+func (s *Service) decide(ctx context.Context, who warden.Principal, c *connector.Connector, a *analysis, args []any, m meta) ([]stmtCall, int, error) {
 	out := make([]stmtCall, 0, len(a.Statements))
 	for i := range a.Statements {
 		call, err := newCall(who, c, a, i, args, m)

@@ -19,7 +19,7 @@ import (
 // text the database holds under its name is exactly the text analysed
 // here. A nil analysis is the empty statement.
 type stmtState struct {
-	a *sqlguard.Analysis
+	a *analysis
 }
 
 // portalState is a bound portal: its statement and arguments (as text,
@@ -303,7 +303,7 @@ func (ss *session) ready(m *pgproto3.ReadyForQuery) {
 // share the statement namespace with Parse): a name this session no
 // longer knows cannot be bound, so a statement can never run with text
 // other than the text decided.
-func (ss *session) sessionEffects(a *sqlguard.Analysis) {
+func (ss *session) sessionEffects(a *analysis) {
 	for _, st := range a.Statements {
 		switch st.Kind {
 		case "PrepareStmt", "DeallocateStmt":
