@@ -67,7 +67,17 @@ func main() {
 	dataParent := flag.String("data", "", "directory to create Warden's data dir in (default the system temp dir; a tmpfs such as /dev/shm takes the audit log's fsync out of the measurement)")
 	pgStore := flag.Bool("pgstore", false, "keep Warden's own data (audit log included) in a fresh schema of the same PostgreSQL instead of SQLite")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run (Warden runs in this process) to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the whole run to this file (go tool pprof -sample_index=alloc_space)")
 	flag.Parse()
+	if *memProfile != "" {
+		defer func() {
+			f := must(os.Create(*memProfile))
+			defer f.Close()
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				log.Fatal(err)
+			}
+		}()
+	}
 	if *cpuProfile != "" {
 		f := must(os.Create(*cpuProfile))
 		if err := pprof.StartCPUProfile(f); err != nil {
@@ -186,6 +196,16 @@ func main() {
 		}
 		var direct float64
 		for _, p := range paths {
+			// One path's connections at a time: both at 64 would pass
+			// PostgreSQL's default max_connections (100).
+			for _, o := range paths {
+				if o != p {
+					for _, c := range o.conns {
+						c.Close(ctx)
+					}
+					o.conns = nil
+				}
+			}
 			cs := connsOf(p, n)
 			before := auditCounters(httpAddr)
 			u0 := usageNow()
