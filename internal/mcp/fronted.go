@@ -61,7 +61,8 @@ func (g *Gateway) callUpstream(ctx context.Context, base gate.Call, c *connector
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
-	out, err := cs.CallTool(cctx, &sdk.CallToolParams{Name: mt.Name, Arguments: args})
+	// The arguments as encoded once for the audit's byte count.
+	out, err := cs.CallTool(cctx, &sdk.CallToolParams{Name: mt.Name, Arguments: json.RawMessage(raw)})
 	if err != nil {
 		// The transport's response-header timeout is the connector's
 		// timeout too, and may fire first.
@@ -145,16 +146,16 @@ func scrub(b []byte, m *credential.Material) ([]byte, bool) {
 // of an older version of the same credential (a rotated secret: its stdio
 // server still holds the old one).
 func (g *Gateway) link(c *connector.Connector, m *credential.Material) *link {
-	key := fmt.Sprintf("%s|%p", c.Name, c)
+	key := linkKey{conn: c}
 	if m != nil {
-		key += fmt.Sprintf("|%s|%d", m.CredentialID, m.Version)
+		key.credential, key.version = m.CredentialID, m.Version
 	}
 	g.mu.Lock()
 	if l, ok := g.links[key]; ok {
 		g.mu.Unlock()
 		return l
 	}
-	l := &link{g: g, key: key, conn: c, cred: m}
+	l := &link{g: g, conn: c, cred: m}
 	g.links[key] = l
 	var stale []*link
 	for k, o := range g.links {
@@ -169,6 +170,14 @@ func (g *Gateway) link(c *connector.Connector, m *credential.Material) *link {
 		go o.close()
 	}
 	return l
+}
+
+// linkKey names a link: a compiled connector (a new document version is a
+// new *Connector) and a credential version.
+type linkKey struct {
+	conn       *connector.Connector
+	credential string
+	version    int64
 }
 
 // observe records the upstream's current tool definitions and logs each

@@ -82,7 +82,7 @@ type Gateway struct {
 	once    sync.Once
 
 	mu    sync.Mutex
-	links map[string]*link
+	links map[linkKey]*link
 
 	driftMu sync.Mutex
 	drift   map[string]map[string]observed // connector -> upstream tool -> last seen
@@ -97,7 +97,7 @@ func New(o Options) *Gateway {
 	if o.SessionTimeout == 0 {
 		o.SessionTimeout = 30 * time.Minute
 	}
-	g := &Gateway{o: o, log: o.Logger, done: make(chan struct{}), links: map[string]*link{}, drift: map[string]map[string]observed{}}
+	g := &Gateway{o: o, log: o.Logger, done: make(chan struct{}), links: map[linkKey]*link{}, drift: map[string]map[string]observed{}}
 	g.server = sdk.NewServer(&sdk.Implementation{Name: "warden", Title: "Warden governed tools", Version: "1"}, &sdk.ServerOptions{
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		Instructions: "Tools are governed by Warden: a call may be denied (the result says why) or wait for a human's approval (the result carries the approval id).",
@@ -138,7 +138,7 @@ func (g *Gateway) Close() {
 	g.CloseSessions()
 	g.mu.Lock()
 	links := g.links
-	g.links = map[string]*link{}
+	g.links = map[linkKey]*link{}
 	g.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, l := range links {
@@ -434,14 +434,7 @@ func (g *Gateway) callTool(ctx context.Context, req *sdk.CallToolRequest) (*sdk.
 	if err != nil {
 		return toolError("Warden refused the call to %s: %v.", name, err), nil
 	}
-	var schema map[string]any
-	if c.IsMCP() {
-		mt, _ := c.MCPTool(op.ID)
-		schema = objectSchema(mt.InputSchema)
-	} else {
-		schema = httpInputSchema(op)
-	}
-	if err := g.schemas.validate(op, schema, args); err != nil {
+	if err := g.schemas.validate(c, op, args); err != nil {
 		return toolError("Warden refused the call to %s: %v. Nothing was sent.", name, err), nil
 	}
 	base := gate.Call{Principal: cl.who, ClientIP: cl.ip, UserAgent: cl.userAgent, RequestID: warden.NewID(warden.PrefixRequest), ApprovalID: opts.approvalID}

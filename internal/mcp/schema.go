@@ -87,13 +87,14 @@ type validator struct {
 	err error
 }
 
-// validate checks args against schema. A schema Warden cannot resolve
-// refuses every call (fail closed) with a message saying so.
-func (vs *validators) validate(op *connector.Op, schema map[string]any, args map[string]any) error {
+// validate checks args against the operation's input schema, built and
+// resolved on its first call only. A schema Warden cannot resolve refuses
+// every call (fail closed) with a message saying so.
+func (vs *validators) validate(c *connector.Connector, op *connector.Op, args map[string]any) error {
 	v, ok := vs.m.Load(op)
 	if !ok {
 		nv := &validator{}
-		nv.rs, nv.err = resolveSchema(schema)
+		nv.rs, nv.err = resolveSchema(inputSchema(c, op))
 		v, _ = vs.m.LoadOrStore(op, nv)
 	}
 	val := v.(*validator)
@@ -102,6 +103,18 @@ func (vs *validators) validate(op *connector.Op, schema map[string]any, args map
 	}
 	if err := val.rs.Validate(args); err != nil {
 		return fmt.Errorf("arguments do not match the tool's input schema: %s", clip(strings.TrimPrefix(err.Error(), "validating root: ")))
+	}
+	return nil
+}
+
+// inputSchema is the schema a call's arguments are checked against: an
+// MCP tool's approved schema, or the one built from an HTTP operation.
+func inputSchema(c *connector.Connector, op *connector.Op) map[string]any {
+	if !c.IsMCP() {
+		return httpInputSchema(op)
+	}
+	if mt, ok := c.MCPTool(op.ID); ok {
+		return objectSchema(mt.InputSchema)
 	}
 	return nil
 }

@@ -55,7 +55,6 @@ type observed struct {
 // backoff; a stdio server that exits is restarted the same way.
 type link struct {
 	g    *Gateway
-	key  string
 	conn *connector.Connector
 	cred *credential.Material
 
