@@ -36,7 +36,9 @@ const (
 	refreshEvery = 200 * time.Millisecond
 	// relistAfter bounds how long a tool list is trusted without a
 	// list_changed notification: an upstream that changes a definition
-	// silently is caught on the first call after this.
+	// silently is caught on the first call after this. A call that finds
+	// the list older than half of it has it listed again in the background,
+	// so under steady traffic no call waits for the listing.
 	relistAfter = 30 * time.Second
 	// maxLine bounds one line a stdio server writes.
 	maxLine = 16 << 20
@@ -172,19 +174,26 @@ func (l *link) drop(cs *sdk.ClientSession) {
 }
 
 // current returns the upstream's current definition of tool, listing the
-// tools when they are not known yet.
+// tools when they are not known yet or were listed more than relistAfter
+// ago. A list past half that age is refreshed in the background, after
+// this call used it.
 func (l *link) current(ctx context.Context, cs *sdk.ClientSession, tool string) (observed, bool, error) {
 	l.mu.Lock()
 	tools := l.tools
-	if time.Since(l.listedAt) > relistAfter {
+	age := time.Since(l.listedAt)
+	if age > relistAfter {
 		tools = nil
 	}
+	soon := tools != nil && age > relistAfter/2 && !l.refreshing
 	l.mu.Unlock()
 	if tools == nil {
 		var err error
 		if tools, err = l.list(ctx, cs); err != nil {
 			return observed{}, false, err
 		}
+	}
+	if soon {
+		l.refresh()
 	}
 	o, ok := tools[tool]
 	return o, ok, nil
@@ -219,6 +228,13 @@ func (l *link) list(ctx context.Context, cs *sdk.ClientSession) (map[string]obse
 // most one per refreshEvery, however many notifications arrive). Nothing
 // the upstream adds becomes callable: agents see only approved tools.
 func (l *link) onListChanged(ctx context.Context, req *sdk.ToolListChangedRequest) {
+	l.refresh()
+}
+
+// refresh lists the tools again in the background: at most one listing
+// at a time and one per refreshEvery; a request during a listing makes one
+// more after it.
+func (l *link) refresh() {
 	l.mu.Lock()
 	l.dirty = true
 	if l.refreshing {
@@ -240,7 +256,7 @@ func (l *link) onListChanged(ctx context.Context, req *sdk.ToolListChangedReques
 			l.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), l.conn.Timeout)
 			if _, err := l.list(ctx, cs); err != nil {
-				l.log().Warn("mcp: listing tools after list_changed failed", "err", err)
+				l.log().Warn("mcp: listing the upstream's tools again failed", "err", err)
 			}
 			cancel()
 			time.Sleep(refreshEvery)
