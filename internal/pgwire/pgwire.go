@@ -248,9 +248,24 @@ func (s *Service) decide(ctx context.Context, who warden.Principal, c *connector
 	return out, -1, nil
 }
 
+// completeTimeout bounds how long recording outcomes may wait for room
+// in the audit log's queue.
+const completeTimeout = 5 * time.Second
+
 // complete records the outcome of a decided statement: rows returned or
 // affected, its fingerprint, class and tables, and the error if it failed.
 func (s *Service) complete(ctx context.Context, sc stmtCall, rows int64, bytesOut int64, runErr error) {
+	if sc.v == nil || sc.v.Err != nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
+	defer cancel()
+	s.recordOutcome(cctx, sc, rows, bytesOut, runErr)
+}
+
+// recordOutcome is complete under a ctx that already bounds the wait (the
+// listener records a session's finished statements under one).
+func (s *Service) recordOutcome(ctx context.Context, sc stmtCall, rows int64, bytesOut int64, runErr error) {
 	if sc.v == nil || sc.v.Err != nil {
 		return
 	}
@@ -264,9 +279,7 @@ func (s *Service) complete(ctx context.Context, sc stmtCall, rows int64, bytesOu
 		}
 	}
 	sc.call.Detail = d
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	s.o.Gate.Complete(cctx, sc.v, status, bytesOut, runErr)
+	s.o.Gate.Complete(ctx, sc.v, status, bytesOut, runErr)
 }
 
 // loginOf returns the user and password a credential logs in with.

@@ -484,9 +484,14 @@ func (ss *session) finish(sc stmtCall, rows int64, err error) {
 // statement to hand it over. A full audit queue makes the session wait
 // (a record is never dropped).
 func (ss *session) recordDone() {
+	if len(ss.done) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), completeTimeout)
+	defer cancel()
 	for i := range ss.done {
 		c := &ss.done[i]
-		ss.s.complete(context.Background(), c.sc, c.rows, 0, c.err)
+		ss.s.recordOutcome(ctx, c.sc, c.rows, 0, c.err)
 		*c = completion{}
 	}
 	ss.done = ss.done[:0]
