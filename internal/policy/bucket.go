@@ -1,244 +1,320 @@
 package policy
 
 import (
-	"hash/maphash"
-	"math/bits"
+	"maps"
+	"slices"
+	"strings"
 )
 
-// bucket indexes the rules of the policies that name one subject, by action.
-// Buckets are immutable once built and shared between snapshots.
+// symbols numbers the literal actions, literal connectors and wildcard
+// patterns that the policies of a snapshot name, from 1, so that buckets
+// hold and compare small ids instead of strings. A decision looks its action
+// and connector up once, here: every decision reads this table, so it is
+// usually in the CPU cache, while with many policies in force the bucket of
+// the asking identity rarely is, and a bucket without text is read in fewer
+// cache lines and without a second, dependent miss to compare a key. The
+// three kinds of name cannot collide: only patterns contain '*', and
+// connectors never contain ':'.
 //
-// A decision reads one identity's bucket (plus those of the selectors that
-// match it), and with many policies in force that bucket is rarely in the
-// CPU cache. So the bucket keeps everything a lookup reads in a few flat
-// arrays instead of maps of slices of pointers: hash tables of fixed-size
-// slots, pattern groups, and one string holding every key and pattern the
-// slots and groups refer to by offset. A lookup touches a handful of cache
-// lines whatever the bucket's size, and the slot and group arrays hold no
-// pointers, so the garbage collector never scans them.
-type bucket struct {
-	pols   []*Policy // sorted by name
-	text   string    // the keys and pattern parts spans refer to
-	exact  []slot    // full action -> refs; open addressing, nil when empty
-	conn   []slot    // literal connector -> groups; open addressing
-	groups []group   // pattern groups: per literal connector, then wild
-	wild   span      // the groups whose connector part has a wildcard
-	all    span      // refs of the pattern "*"
-	refs   []ruleRef // the rules the spans of slots, groups and all name
-	every  []ruleRef // every rule, for Explain
+// A snapshot's symbols are immutable. Put gives the symbols a new policy
+// brings to a copy, and never takes any away, so that the ids in buckets
+// shared with earlier snapshots stay valid; when the table has grown to well
+// over what the policies in force name, the engine rebuilds the index from
+// scratch (see snapshot.with).
+type symbols struct {
+	ids  map[string]uint32
+	pats []pattern // by id: the pattern of a wildcard pattern's id, zero otherwise
+	// built is the number of symbols at the last full build.
+	built int
 }
 
-// span is the range [lo, hi) of text, refs or groups.
-type span struct{ lo, hi uint32 }
-
-// slot is one entry of an open-addressed table; an empty slot has an empty
-// val (every stored key names at least one rule or group).
-type slot struct {
-	h   uint64
-	key span // in text
-	val span // in refs (exact) or groups (conn)
+func newSymbols() *symbols {
+	return &symbols{ids: map[string]uint32{}, pats: []pattern{{}}} // id 0: unknown
 }
 
-// group holds the rules of a bucket that share a pattern with a wildcard, so
-// a pattern written in many policies (say "*:admin.*") is matched once per
-// decision.
-type group struct {
-	conn, op       span // the pattern's parts, in text
-	connLit, opLit bool
-	refs           span
-}
-
-var keySeed = maphash.MakeSeed()
-
-func hashKey(s string) uint64 { return maphash.String(keySeed, s) }
-
-// actionKeys is the action of a decision with its hashes, computed once and
-// used for every bucket.
-type actionKeys struct {
-	action, conn, op string
-	hAction, hConn   uint64
-}
-
-func (b *bucket) str(sp span) string { return b.text[sp.lo:sp.hi] }
-
-// lookup returns the val of key in table t, or an empty span.
-func (b *bucket) lookup(t []slot, h uint64, key string) span {
-	if len(t) == 0 {
-		return span{}
-	}
-	mask := uint64(len(t) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		sl := &t[i]
-		if sl.val.hi == 0 {
-			return span{}
-		}
-		if sl.h == h && b.str(sl.key) == key {
-			return sl.val
-		}
-	}
-}
-
-func (b *bucket) groupMatches(g *group, conn, op string) bool {
-	if c := b.str(g.conn); g.connLit {
-		if c != conn {
-			return false
-		}
-	} else if !glob(c, conn) {
-		return false
-	}
-	o := b.str(g.op)
-	if g.opLit {
-		return o == op
-	}
-	return glob(o, op)
-}
-
-// appendMatching appends the bucket's rules with a pattern that matches the
-// action, unsorted and possibly repeated (a rule with several matching
-// patterns).
-func (b *bucket) appendMatching(out []ruleRef, k *actionKeys) []ruleRef {
-	if sp := b.lookup(b.exact, k.hAction, k.action); sp.hi > 0 {
-		out = append(out, b.refs[sp.lo:sp.hi]...)
-	}
-	if gs := b.lookup(b.conn, k.hConn, k.conn); gs.hi > 0 {
-		for i := gs.lo; i < gs.hi; i++ {
-			if g := &b.groups[i]; b.groupMatches(g, k.conn, k.op) {
-				out = append(out, b.refs[g.refs.lo:g.refs.hi]...)
+// names calls fn with every symbol a policy's patterns need, and the pattern
+// when the symbol is a wildcard pattern.
+func (p *Policy) symbolNames(fn func(name string, pat *pattern)) {
+	for _, r := range p.rules {
+		for j := range r.patterns {
+			pat := &r.patterns[j]
+			switch {
+			case pat.all:
+			case pat.connLit && pat.opLit:
+				fn(pat.raw, nil)
+			default:
+				if pat.connLit {
+					fn(pat.conn, nil)
+				}
+				fn(pat.raw, pat)
 			}
 		}
 	}
-	for i := b.wild.lo; i < b.wild.hi; i++ {
-		if g := &b.groups[i]; b.groupMatches(g, k.conn, k.op) {
-			out = append(out, b.refs[g.refs.lo:g.refs.hi]...)
+}
+
+// add gives name the next id unless it has one. The pattern's strings are
+// copied, so that the patterns every decision matches lie together in memory
+// and keep no policy's source alive.
+func (sy *symbols) add(name string, pat *pattern) {
+	if _, ok := sy.ids[name]; ok {
+		return
+	}
+	sy.ids[strings.Clone(name)] = uint32(len(sy.pats))
+	var cp pattern
+	if pat != nil {
+		raw := strings.Clone(pat.raw)
+		i := strings.IndexByte(raw, ':')
+		cp = pattern{raw: raw, conn: raw[:i], op: raw[i+1:], connLit: pat.connLit, opLit: pat.opLit}
+	}
+	sy.pats = append(sy.pats, cp)
+}
+
+// with returns sy if it already numbers every symbol of p, else a copy that
+// does.
+func (sy *symbols) with(p *Policy) *symbols {
+	missing := false
+	p.symbolNames(func(name string, _ *pattern) {
+		if _, ok := sy.ids[name]; !ok {
+			missing = true
 		}
-	}
-	return append(out, b.refs[b.all.lo:b.all.hi]...)
-}
-
-// bucketBuilder lays out a bucket. Keys are kept in first-seen order, so a
-// bucket's layout does not depend on map iteration.
-type bucketBuilder struct {
-	text      []byte
-	texts     map[string]span
-	exactKeys []string             // full actions
-	exactRefs map[string][]ruleRef // full action -> rules
-	connKeys  []string             // literal connectors
-	connPats  map[string][]string  // literal connector -> pattern raws
-	wild      []string             // pattern raws with a wildcard connector
-	pats      map[string]*pattern  // pattern raw -> pattern
-	patRefs   map[string][]ruleRef // pattern raw -> rules
-	all       []ruleRef
-	refs      []ruleRef
-	groups    []group
-}
-
-func (bb *bucketBuilder) intern(s string) span {
-	if sp, ok := bb.texts[s]; ok {
-		return sp
-	}
-	sp := span{uint32(len(bb.text)), uint32(len(bb.text) + len(s))}
-	bb.text = append(bb.text, s...)
-	bb.texts[s] = sp
-	return sp
-}
-
-func (bb *bucketBuilder) addRefs(rs []ruleRef) span {
-	sp := span{lo: uint32(len(bb.refs))}
-	bb.refs = append(bb.refs, rs...)
-	sp.hi = uint32(len(bb.refs))
-	return sp
-}
-
-func (bb *bucketBuilder) addGroup(raw string) {
-	p := bb.pats[raw]
-	bb.groups = append(bb.groups, group{
-		conn: bb.intern(p.conn), op: bb.intern(p.op),
-		connLit: p.connLit, opLit: p.opLit,
-		refs: bb.addRefs(bb.patRefs[raw]),
 	})
+	if !missing {
+		return sy
+	}
+	ns := &symbols{ids: maps.Clone(sy.ids), pats: slices.Clip(sy.pats), built: sy.built}
+	p.symbolNames(ns.add)
+	return ns
 }
 
-// table lays out keys and their vals in an open-addressed table at most half
-// full.
-func (bb *bucketBuilder) table(keys []string, vals []span) []slot {
-	if len(keys) == 0 {
+// bucket indexes, by action, the rules of the policies that name one
+// subject. Buckets are immutable once built and shared between snapshots.
+//
+// A decision reads one identity's bucket (plus those of the selectors that
+// match it), and with many policies in force that bucket is rarely in the
+// CPU cache. So everything a lookup reads is one slice of small cells, in one
+// allocation, without text (symbol ids stand for actions, connectors and
+// patterns): the bucket of a policy or two is a few hundred contiguous bytes
+// on one page, read in a few adjacent cache lines. The cells are, in order:
+//
+//	cells[0]       key: the length of the exact table; lo, hi: the refs of "*"
+//	cells[1]       key: the length of the connector table; lo, hi: the wildcard-connector groups
+//	exact table    key: a literal action's id; lo, hi: its refs
+//	connector table key: a literal connector's id; lo, hi: its groups
+//	groups         key: a wildcard pattern's id; lo, hi: its refs
+//	refs           r: a rule; key: its policy name's first 8 bytes (see ruleRef)
+//
+// A table of up to linearMax entries is that many cells, searched in order;
+// a larger one is open-addressed, a power of two at most half full, where an
+// empty cell has key 0. A group holds the rules that share a pattern with a
+// wildcard, so a pattern written in many policies is matched once per
+// bucket.
+type bucket struct {
+	cells []cell
+	pols  []*Policy // sorted by name
+}
+
+// cell is one entry of a bucket: a table entry, a group, a header or a rule
+// reference, as bucket describes.
+type cell struct {
+	r      *rule
+	key    uint64
+	lo, hi uint32
+}
+
+const linearMax = 8
+
+func tableLen(n int) int {
+	if n <= linearMax {
+		return n
+	}
+	size := 2 * linearMax
+	for size < 2*n {
+		size *= 2
+	}
+	return size
+}
+
+func idHash(id uint64) uint64 {
+	h := id * 0x9e3779b97f4a7c15
+	return h ^ h>>32
+}
+
+// lookup returns the entry of table t with the given id, or nil.
+func lookup(t []cell, id uint32) *cell {
+	if id == 0 {
 		return nil
 	}
-	t := make([]slot, 1<<bits.Len(uint(2*len(keys)-1)))
-	mask := uint64(len(t) - 1)
-	for j, key := range keys {
-		h := hashKey(key)
-		i := h & mask
-		for t[i].val.hi != 0 {
-			i = (i + 1) & mask
+	key := uint64(id)
+	if len(t) <= linearMax {
+		for i := range t {
+			if t[i].key == key {
+				return &t[i]
+			}
 		}
-		t[i] = slot{h: h, key: bb.intern(key), val: vals[j]}
+		return nil
 	}
-	return t
+	mask := uint64(len(t) - 1)
+	for i := idHash(key) & mask; ; i = (i + 1) & mask {
+		switch t[i].key {
+		case key:
+			return &t[i]
+		case 0:
+			return nil
+		}
+	}
 }
 
-func newBucket(pols []*Policy) *bucket {
-	b := &bucket{pols: pols}
-	bb := &bucketBuilder{
-		texts:     map[string]span{},
-		exactRefs: map[string][]ruleRef{},
-		connPats:  map[string][]string{},
-		pats:      map[string]*pattern{},
-		patRefs:   map[string][]ruleRef{},
+// insert puts e in the first free cell of a linear table (which has one
+// cell per entry), or where lookup finds it in an open-addressed one.
+func insert(t []cell, e cell) {
+	if len(t) <= linearMax {
+		i := 0
+		for t[i].key != 0 {
+			i++
+		}
+		t[i] = e
+		return
 	}
+	mask := uint64(len(t) - 1)
+	i := idHash(e.key) & mask
+	for t[i].key != 0 {
+		i = (i + 1) & mask
+	}
+	t[i] = e
+}
+
+// actionKeys is the action of a decision with its symbol ids, looked up once
+// and used for every bucket.
+type actionKeys struct {
+	conn, op       string
+	action, connID uint32
+}
+
+func appendRefs(out []ruleRef, refs []cell) []ruleRef {
+	for i := range refs {
+		out = append(out, ruleRef{r: refs[i].r, key: refs[i].key})
+	}
+	return out
+}
+
+// appendMatching appends the rules of the bucket with the given cells that
+// have a pattern matching the action, unsorted and possibly repeated (a rule
+// with several matching patterns).
+func appendMatching(out []ruleRef, c []cell, k *actionKeys, sy *symbols) []ruleRef {
+	nExact, nConn := int(c[0].key), int(c[1].key)
+	if e := lookup(c[2:2+nExact], k.action); e != nil {
+		out = appendRefs(out, c[e.lo:e.hi])
+	}
+	if e := lookup(c[2+nExact:2+nExact+nConn], k.connID); e != nil {
+		for _, g := range c[e.lo:e.hi] {
+			// The connector matched by id; its groups' patterns have a
+			// wildcard in the operation.
+			if glob(sy.pats[g.key].op, k.op) {
+				out = appendRefs(out, c[g.lo:g.hi])
+			}
+		}
+	}
+	for _, g := range c[c[1].lo:c[1].hi] {
+		if sy.pats[g.key].match(k.conn, k.op) {
+			out = appendRefs(out, c[g.lo:g.hi])
+		}
+	}
+	return appendRefs(out, c[c[0].lo:c[0].hi])
+}
+
+// appendEvery appends every rule of the bucket's policies, for Explain.
+func (b *bucket) appendEvery(out []ruleRef) []ruleRef {
+	for _, p := range b.pols {
+		for _, r := range p.rules {
+			out = append(out, newRuleRef(r))
+		}
+	}
+	return out
+}
+
+// newBucket lays out the bucket of pols (sorted by name), whose symbols sy
+// numbers. Entries are laid out in first-seen order, so a bucket's layout
+// does not depend on map iteration.
+func newBucket(pols []*Policy, sy *symbols) *bucket {
+	var (
+		exactIDs, connIDs, wildIDs []uint32
+		exactRefs                  = map[uint32][]ruleRef{}
+		connPats                   = map[uint32][]uint32{}
+		patRefs                    = map[uint32][]ruleRef{}
+		all                        []ruleRef
+		nRefs                      int
+	)
 	for _, p := range pols {
 		for _, r := range p.rules {
 			ref := newRuleRef(r)
-			b.every = append(b.every, ref)
 			for j := range r.patterns {
 				pat := &r.patterns[j]
+				nRefs++
 				switch {
 				case pat.all:
-					bb.all = append(bb.all, ref)
+					all = append(all, ref)
 				case pat.connLit && pat.opLit:
-					if _, ok := bb.exactRefs[pat.raw]; !ok {
-						bb.exactKeys = append(bb.exactKeys, pat.raw)
+					id := sy.ids[pat.raw]
+					if _, ok := exactRefs[id]; !ok {
+						exactIDs = append(exactIDs, id)
 					}
-					bb.exactRefs[pat.raw] = append(bb.exactRefs[pat.raw], ref)
+					exactRefs[id] = append(exactRefs[id], ref)
 				default:
-					if _, ok := bb.pats[pat.raw]; !ok {
-						bb.pats[pat.raw] = pat
-						if !pat.connLit {
-							bb.wild = append(bb.wild, pat.raw)
-						} else {
-							if _, ok := bb.connPats[pat.conn]; !ok {
-								bb.connKeys = append(bb.connKeys, pat.conn)
+					id := sy.ids[pat.raw]
+					if _, ok := patRefs[id]; !ok {
+						if pat.connLit {
+							cid := sy.ids[pat.conn]
+							if _, ok := connPats[cid]; !ok {
+								connIDs = append(connIDs, cid)
 							}
-							bb.connPats[pat.conn] = append(bb.connPats[pat.conn], pat.raw)
+							connPats[cid] = append(connPats[cid], id)
+						} else {
+							wildIDs = append(wildIDs, id)
 						}
 					}
-					bb.patRefs[pat.raw] = append(bb.patRefs[pat.raw], ref)
+					patRefs[id] = append(patRefs[id], ref)
 				}
 			}
 		}
 	}
-	exactVals := make([]span, len(bb.exactKeys))
-	for i, key := range bb.exactKeys {
-		exactVals[i] = bb.addRefs(bb.exactRefs[key])
+	nExact, nConn := tableLen(len(exactIDs)), tableLen(len(connIDs))
+	g := 2 + nExact + nConn // the next group
+	base := g + len(wildIDs)
+	for _, ids := range connPats {
+		base += len(ids)
 	}
-	connVals := make([]span, len(bb.connKeys))
-	for i, conn := range bb.connKeys {
-		connVals[i].lo = uint32(len(bb.groups))
-		for _, raw := range bb.connPats[conn] {
-			bb.addGroup(raw)
+	cells := make([]cell, base, base+nRefs)
+	addRefs := func(refs []ruleRef) (lo, hi uint32) {
+		lo = uint32(len(cells))
+		for _, ref := range refs {
+			cells = append(cells, cell{r: ref.r, key: ref.key})
 		}
-		connVals[i].hi = uint32(len(bb.groups))
+		return lo, uint32(len(cells))
 	}
-	b.wild.lo = uint32(len(bb.groups))
-	for _, raw := range bb.wild {
-		bb.addGroup(raw)
+	addGroup := func(id uint32) {
+		lo, hi := addRefs(patRefs[id])
+		cells[g] = cell{key: uint64(id), lo: lo, hi: hi}
+		g++
 	}
-	b.wild.hi = uint32(len(bb.groups))
-	b.all = bb.addRefs(bb.all)
-	b.exact = bb.table(bb.exactKeys, exactVals)
-	b.conn = bb.table(bb.connKeys, connVals)
-	b.text = string(bb.text)
-	b.groups = bb.groups
-	b.refs = bb.refs
-	return b
+	exact := cells[2 : 2+nExact]
+	for _, id := range exactIDs {
+		lo, hi := addRefs(exactRefs[id])
+		insert(exact, cell{key: uint64(id), lo: lo, hi: hi})
+	}
+	conn := cells[2+nExact : 2+nExact+nConn]
+	for _, cid := range connIDs {
+		lo := uint32(g)
+		for _, id := range connPats[cid] {
+			addGroup(id)
+		}
+		insert(conn, cell{key: uint64(cid), lo: lo, hi: uint32(g)})
+	}
+	cells[1] = cell{key: uint64(nConn), lo: uint32(g)}
+	for _, id := range wildIDs {
+		addGroup(id)
+	}
+	cells[1].hi = uint32(g)
+	lo, hi := addRefs(all)
+	cells[0] = cell{key: uint64(nExact), lo: lo, hi: hi}
+	return &bucket{cells: cells, pols: pols}
 }

@@ -46,8 +46,11 @@ func TestBucketMatchesBruteForce(t *testing.T) {
 			pols = append(pols, mustPolicy(t, b.String()))
 		}
 		slices.SortFunc(pols, func(a, b *Policy) int { return strings.Compare(a.name, b.name) })
-		bk := newBucket(pols)
-		s := &snapshot{idents: map[string]*bucket{"bot": bk}}
+		byName := map[string]*Policy{}
+		for _, p := range pols {
+			byName[p.name] = p
+		}
+		s := buildSnapshot(byName)
 		for _, c := range conns {
 			for _, o := range ops {
 				action := c + ":" + o

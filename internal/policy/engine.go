@@ -269,7 +269,8 @@ func (s *selEntry) matches(id *Identity) bool {
 type snapshot struct {
 	byName map[string]*Policy
 	sorted []*Policy
-	idents map[string]*bucket   // identity name or id -> bucket
+	syms   *symbols
+	idents identIndex           // identity name or id -> bucket
 	sels   map[string]*selEntry // selector key -> entry
 	// Selectors are indexed by one field each, the most selective given:
 	// the first label, else type, else environment, else owner, else open.
@@ -317,8 +318,8 @@ func (p *Policy) subjectKeys() (idents []string, sels map[string]*Selector) {
 	return idents, sels
 }
 
-func newSelEntry(sel *Selector, pols []*Policy) *selEntry {
-	se := &selEntry{sel: *sel, b: newBucket(pols)}
+func newSelEntry(sel *Selector, pols []*Policy, sy *symbols) *selEntry {
+	se := &selEntry{sel: *sel, b: newBucket(pols, sy)}
 	for k, v := range sel.Labels {
 		se.labels = append(se.labels, labelKV{k, v})
 	}
@@ -350,7 +351,7 @@ func (s *snapshot) indexSelectors() {
 }
 
 func buildSnapshot(m map[string]*Policy) *snapshot {
-	s := &snapshot{byName: m, idents: map[string]*bucket{}, sels: map[string]*selEntry{}}
+	s := &snapshot{byName: m, syms: newSymbols(), sels: map[string]*selEntry{}}
 	for _, p := range m {
 		s.sorted = append(s.sorted, p)
 	}
@@ -359,6 +360,7 @@ func buildSnapshot(m map[string]*Policy) *snapshot {
 	selPols := map[string][]*Policy{}
 	selOf := map[string]*Selector{}
 	for _, p := range s.sorted { // in name order, so every list is sorted
+		p.symbolNames(s.syms.add)
 		ids, sels := p.subjectKeys()
 		for _, id := range ids {
 			identPols[id] = append(identPols[id], p)
@@ -368,11 +370,14 @@ func buildSnapshot(m map[string]*Policy) *snapshot {
 			selOf[k] = sel
 		}
 	}
+	s.syms.built = len(s.syms.pats)
+	idents := make(map[string]*bucket, len(identPols))
 	for id, pols := range identPols {
-		s.idents[id] = newBucket(pols)
+		idents[id] = newBucket(pols, s.syms)
 	}
+	s.idents = newIdentIndex(idents)
 	for k, pols := range selPols {
-		s.sels[k] = newSelEntry(selOf[k], pols)
+		s.sels[k] = newSelEntry(selOf[k], pols, s.syms)
 	}
 	s.indexSelectors()
 	return s
@@ -398,12 +403,22 @@ func withPolicy(pols []*Policy, name string, p *Policy) []*Policy {
 // for nil p). Buckets of subjects neither version names are shared.
 func (s *snapshot) with(name string, p *Policy) *snapshot {
 	old := s.byName[name]
-	ns := &snapshot{byName: maps.Clone(s.byName), idents: maps.Clone(s.idents), sels: maps.Clone(s.sels)}
+	byName := maps.Clone(s.byName)
 	if p == nil {
-		delete(ns.byName, name)
+		delete(byName, name)
 	} else {
-		ns.byName[name] = p
+		byName[name] = p
 	}
+	syms := s.syms
+	if p != nil {
+		syms = syms.with(p)
+	}
+	if len(syms.pats) > 2*syms.built+1024 {
+		// Symbols are never taken away incrementally; rebuild once they
+		// are mostly those of policies no longer in force.
+		return buildSnapshot(byName)
+	}
+	ns := &snapshot{byName: byName, syms: syms, sels: maps.Clone(s.sels)}
 	ns.sorted = withPolicy(s.sorted, name, p)
 
 	identKeys := map[string]bool{}
@@ -425,21 +440,22 @@ func (s *snapshot) with(name string, p *Policy) *snapshot {
 	if p != nil {
 		newIDs, newSels = p.subjectKeys()
 	}
+	changes := make(map[string]*bucket, len(identKeys))
 	for id := range identKeys {
 		var pols []*Policy
-		if b := s.idents[id]; b != nil {
-			pols = b.pols
+		if sl := s.idents.get(id); sl != nil {
+			pols = sl.b.pols
 		}
 		var np *Policy
 		if slices.Contains(newIDs, id) {
 			np = p
 		}
-		if pols = withPolicy(pols, name, np); len(pols) == 0 {
-			delete(ns.idents, id)
-		} else {
-			ns.idents[id] = newBucket(pols)
+		changes[id] = nil
+		if pols = withPolicy(pols, name, np); len(pols) > 0 {
+			changes[id] = newBucket(pols, syms)
 		}
 	}
+	ns.idents = s.idents.with(changes)
 	for k, sel := range selKeys {
 		var pols []*Policy
 		if se := s.sels[k]; se != nil {
@@ -452,27 +468,30 @@ func (s *snapshot) with(name string, p *Policy) *snapshot {
 		if pols = withPolicy(pols, name, np); len(pols) == 0 {
 			delete(ns.sels, k)
 		} else {
-			ns.sels[k] = newSelEntry(sel, pols)
+			ns.sels[k] = newSelEntry(sel, pols, syms)
 		}
 	}
 	ns.indexSelectors()
 	return ns
 }
 
-// buckets calls fn for every bucket whose subject matches the identity.
-func (s *snapshot) buckets(id *Identity, fn func(*bucket)) {
-	if b := s.idents[id.Name]; b != nil && id.Name != "" {
-		fn(b)
+// buckets calls fn for every bucket whose subject matches the identity, with
+// the bucket's cells (b.cells, but read from where the lookup found them).
+func (s *snapshot) buckets(id *Identity, fn func(cells []cell, b *bucket)) {
+	if id.Name != "" {
+		if sl := s.idents.get(id.Name); sl != nil {
+			fn(sl.cells, sl.b)
+		}
 	}
 	if id.ID != "" && id.ID != id.Name {
-		if b := s.idents[id.ID]; b != nil {
-			fn(b)
+		if sl := s.idents.get(id.ID); sl != nil {
+			fn(sl.cells, sl.b)
 		}
 	}
 	try := func(list []*selEntry) {
 		for _, se := range list {
 			if se.matches(id) {
-				fn(se.b)
+				fn(se.b.cells, se.b)
 			}
 		}
 	}
@@ -497,16 +516,16 @@ func (s *snapshot) buckets(id *Identity, fn func(*bucket)) {
 // match the action (every rule of the identity's policies with all), sorted in
 // deciding order without duplicates.
 func (s *snapshot) candidates(out []ruleRef, id *Identity, action, conn, op string, all bool) []ruleRef {
-	k := actionKeys{action: action, conn: conn, op: op}
+	k := actionKeys{conn: conn, op: op}
 	if !all {
-		k.hAction, k.hConn = hashKey(action), hashKey(conn)
+		k.action, k.connID = s.syms.ids[action], s.syms.ids[conn]
 	}
-	s.buckets(id, func(b *bucket) {
+	s.buckets(id, func(cells []cell, b *bucket) {
 		if all {
-			out = append(out, b.every...)
+			out = b.appendEvery(out)
 			return
 		}
-		out = b.appendMatching(out, &k)
+		out = appendMatching(out, cells, &k, s.syms)
 	})
 	if len(out) > 1 {
 		// Insertion sort: candidate lists are short, and this allocates nothing.

@@ -71,3 +71,34 @@ func TestIncrementalPutMatchesFullBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestPutKeepsSymbolsBounded re-puts one policy with a new action each time:
+// Put numbers the new action and never forgets one, so the engine must
+// rebuild its index once forgotten actions dominate, and still decide right
+// (the current action allowed, the previous one not).
+func TestPutKeepsSymbolsBounded(t *testing.T) {
+	e := NewEngine(Options{})
+	bot := Identity{ID: "nhi_1", Name: "bot"}
+	for i := 0; i < 3000; i++ {
+		e.Put(mustPolicy(t, fmt.Sprintf("apiVersion: warden/v1\nkind: Policy\nname: p\nsubjects: [{identity: bot}]\nrules:\n  - {id: r, effect: allow, actions: [\"svc:op-%d\", \"svc-%d:*\"]}\n", i, i)))
+		if n := len(e.snap.Load().syms.pats); n > 2048+16 {
+			t.Fatalf("after %d puts the index numbers %d symbols", i+1, n)
+		}
+		if i%97 != 0 {
+			continue
+		}
+		for _, c := range []struct {
+			action string
+			want   Effect
+		}{
+			{fmt.Sprintf("svc:op-%d", i), Allow},
+			{fmt.Sprintf("svc-%d:x", i), Allow},
+			{fmt.Sprintf("svc:op-%d", i-1), Deny},
+			{fmt.Sprintf("svc-%d:x", i-1), Deny},
+		} {
+			if d := e.Decide(context.Background(), &Request{Identity: bot, Action: c.action}); d.Effect != c.want {
+				t.Fatalf("after %d puts, %s: %s (%s), want %s", i+1, c.action, d.Effect, d.Code, c.want)
+			}
+		}
+	}
+}
