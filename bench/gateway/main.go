@@ -251,6 +251,7 @@ func startWarden(upstream string) (string, string) {
 		log.Fatal(err)
 	}
 	ready := make(chan string, 1)
+	server.TuneGC(os.Getenv) // as `warden serve` does
 	go func() {
 		err := server.Run(context.Background(), server.Options{Config: cfg, Getenv: func(k string) string { return env[k] }, Listener: ln, Ready: func(a string) { ready <- a }})
 		log.Fatalf("warden stopped: %v", err)

@@ -72,6 +72,7 @@ token printed at start (or WARDEN_ROOT_TOKEN), and an example identity.`,
 				cfg.Data = dir
 			}
 			log := newLogger(c, cfg)
+			log.Debug("garbage collector", "gogc", server.TuneGC(c.getenv))
 			return server.Run(cmd.Context(), server.Options{Config: cfg, Logger: log, Stdout: c.stdout, Getenv: c.getenv})
 		},
 	}
