@@ -161,6 +161,7 @@ type Connector struct {
 	MaxResp    int64
 	router     *router
 	ops        map[string]*Op
+	mcpTools   map[string]*MCPTool // operation id -> approved tool (MCP connectors)
 }
 
 // Op is a compiled operation.

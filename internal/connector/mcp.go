@@ -231,6 +231,12 @@ func compileMCP(d *Document) (*Connector, error) {
 		o.Path = t.Name
 		c.ops[t.Operation] = &Op{Operation: o, Action: d.Name + ":" + t.Operation}
 	}
+	// Every fronted call looks its tool up by operation (an upstream may
+	// offer thousands).
+	c.mcpTools = make(map[string]*MCPTool, len(m.Tools))
+	for i := range m.Tools {
+		c.mcpTools[m.Tools[i].Operation] = &m.Tools[i]
+	}
 	return c, nil
 }
 
@@ -246,15 +252,8 @@ func schemaOrEmpty(s map[string]any) any {
 // MCPTool returns the approved tool behind an operation of an MCP
 // connector.
 func (c *Connector) MCPTool(opID string) (*MCPTool, bool) {
-	if c.Doc.MCP == nil {
-		return nil, false
-	}
-	for i := range c.Doc.MCP.Tools {
-		if c.Doc.MCP.Tools[i].Operation == opID {
-			return &c.Doc.MCP.Tools[i], true
-		}
-	}
-	return nil, false
+	t, ok := c.mcpTools[opID]
+	return t, ok
 }
 
 // IsMCP reports whether c fronts an upstream MCP server.

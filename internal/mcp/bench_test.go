@@ -4,7 +4,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"warden/internal/server"
 	"warden/internal/wardentest"
 )
 
@@ -57,6 +60,9 @@ type benchPath struct {
 // b.N is calls per path; ns/op of the added runs is per round of four. Run
 // with -args -mcp.rate N for another rate.
 func BenchmarkToolCall(b *testing.B) {
+	// The collector's target `warden serve` runs with (GOGC unless set).
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	server.TuneGC(os.Getenv)
 	s := wardentest.StartServer(b, wardentest.ServerOptions{})
 	u := newCRM(b)
 	up := newFakeUpstream(b, "bench-token")
