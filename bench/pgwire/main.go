@@ -400,6 +400,7 @@ func startWarden(dsn, schema, dir, store string) (pgAddr, httpAddr, root, key st
 	env := map[string]string{"WARDEN_MASTER_KEY": base64.StdEncoding.EncodeToString(mk)}
 	ln := must(net.Listen("tcp", "127.0.0.1:0"))
 	ready := make(chan string, 1)
+	server.TuneGC(os.Getenv) // as `warden serve` does
 	go func() {
 		err := server.Run(context.Background(), server.Options{Config: cfg, Getenv: func(k string) string { return env[k] }, Listener: ln, Ready: func(a string) { ready <- a }})
 		log.Fatalf("warden stopped: %v", err)
