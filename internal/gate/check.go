@@ -87,9 +87,12 @@ type Observer interface {
 
 // Call is one governed operation, as a front translated it.
 type Call struct {
-	Principal  warden.Principal // an authenticated identity
-	Connector  *connector.Connector
-	Op         *connector.Op
+	Principal warden.Principal // an authenticated identity
+	Connector *connector.Connector
+	Op        *connector.Op
+	// Resource is read-only from here on: the gate, the policy engine,
+	// approvals and the audit log only read it, so a front may share one
+	// map between calls (pgwire does, per analysed statement).
 	Resource   map[string]any
 	Params     map[string]any
 	Context    map[string]any

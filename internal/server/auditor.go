@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 
 	"warden/internal/audit"
@@ -63,12 +64,26 @@ func resourceString(m map[string]any) string {
 		}
 		b.WriteString(k)
 		b.WriteByte('=')
-		if s, ok := m[k].(string); ok {
-			b.WriteString(s)
-		} else {
-			v, _ := json.Marshal(m[k])
-			b.Write(v)
-		}
+		writeValue(&b, m[k])
 	}
 	return b.String()
+}
+
+// writeValue writes a resource value: a string as it is, anything else as
+// JSON. The common scalar types skip json.Marshal (an allocation or more per
+// value on every governed call); they render the same bytes it would.
+func writeValue(b *strings.Builder, v any) {
+	switch x := v.(type) {
+	case string:
+		b.WriteString(x)
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case int:
+		b.WriteString(strconv.Itoa(x))
+	case int64:
+		b.WriteString(strconv.FormatInt(x, 10))
+	default:
+		j, _ := json.Marshal(v)
+		b.Write(j)
+	}
 }
