@@ -225,8 +225,8 @@ func newRuleRef(r *rule) ruleRef {
 	var k uint64
 	for i := 0; i < 8; i++ {
 		k <<= 8
-		if i < len(r.pol.name) {
-			k |= uint64(r.pol.name[i])
+		if i < len(r.polName) {
+			k |= uint64(r.polName[i])
 		}
 	}
 	return ruleRef{r: r, key: k}
@@ -241,7 +241,7 @@ func before(a, b ruleRef) bool {
 	if a.key != b.key {
 		return a.key < b.key
 	}
-	return a.r.pol.name < b.r.pol.name
+	return a.r.polName < b.r.polName
 }
 
 type labelKV struct{ k, v string }
@@ -683,7 +683,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	)
 	note := func(r *rule, result, detail string) {
 		if req.Explain {
-			trace = append(trace, TraceEntry{Policy: r.pol.name, Rule: r.id, Effect: r.effect, Result: result, Detail: detail})
+			trace = append(trace, TraceEntry{Policy: r.polName, Rule: r.id, Effect: r.effect, Result: result, Detail: detail})
 		}
 	}
 	for _, c := range cands {
@@ -748,21 +748,21 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	var d Decision
 	switch {
 	case deny != nil:
-		d = Decision{Effect: Deny, Code: CodeDenied, Policy: deny.pol.name, Rule: deny.id, Reason: deny.reasons[0]}
+		d = Decision{Effect: Deny, Code: CodeDenied, Policy: deny.polName, Rule: deny.id, Reason: deny.reason}
 		if denyErr != "" {
 			d.Reason += " (its condition failed to evaluate, so it applies: " + denyErr + ")"
 		}
 	case appr != nil && req.Approved:
-		d = Decision{Effect: Allow, Code: CodeAllowed, Policy: appr.pol.name, Rule: appr.id, Reason: appr.reasons[2]}
+		d = Decision{Effect: Allow, Code: CodeAllowed, Policy: appr.polName, Rule: appr.id, Reason: appr.approved}
 	case appr != nil:
-		d = Decision{Effect: RequireApproval, Code: CodeApprovalRequired, Policy: appr.pol.name, Rule: appr.id, Reason: appr.reasons[1]}
+		d = Decision{Effect: RequireApproval, Code: CodeApprovalRequired, Policy: appr.polName, Rule: appr.id, Reason: appr.reason}
 		if apprErr != "" {
 			d.Reason += " (its condition failed to evaluate, so it applies: " + apprErr + ")"
 		}
 	case len(allows) > 0:
 		d = e.allowWithinLimits(ctx, req, allows, &trace)
 	case allowErr != nil:
-		d = Decision{Effect: Deny, Code: CodePolicyError, Policy: allowErr.pol.name, Rule: allowErr.id,
+		d = Decision{Effect: Deny, Code: CodePolicyError, Policy: allowErr.polName, Rule: allowErr.id,
 			Reason: "the condition of " + allowErr.matchReason + " failed to evaluate, so it does not allow: " + allowMsg}
 	default:
 		d = Decision{Effect: Deny, Code: CodeNoMatchingPolicy, Reason: reasonNoMatch}
@@ -770,11 +770,11 @@ func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
 	switch {
 	case len(matched) == 1 && matched[0].err == "":
 		// The common case shares the rule's prebuilt, capacity-1 slice.
-		d.Matched = matched[0].r.single
+		d.Matched = matched[0].r.single[:]
 	case len(matched) > 0 && !req.SkipMatched:
 		d.Matched = make([]Match, len(matched))
 		for i, m := range matched {
-			d.Matched[i] = Match{Policy: m.r.pol.name, Rule: m.r.id, Effect: m.r.effect, Error: m.err}
+			d.Matched[i] = Match{Policy: m.r.polName, Rule: m.r.id, Effect: m.r.effect, Error: m.err}
 		}
 	}
 	d.Trace = trace
@@ -793,20 +793,20 @@ func (e *Engine) allowWithinLimits(ctx context.Context, req *Request, allows []*
 	}
 	for _, r := range allows {
 		if r.limit == nil {
-			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: r.reasons[0]}
+			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.polName, Rule: r.id, Reason: r.reason}
 		}
-		res, err := e.lim.Take(ctx, LimitKey{Policy: r.pol.name, Rule: r.id, Identity: idKey}, *r.limit, e.now(), !req.DryRun)
+		res, err := e.lim.Take(ctx, LimitKey{Policy: r.polName, Rule: r.id, Identity: idKey}, *r.limit, e.now(), !req.DryRun)
 		if err != nil {
-			return Decision{Effect: Deny, Code: CodePolicyError, Policy: r.pol.name, Rule: r.id,
+			return Decision{Effect: Deny, Code: CodePolicyError, Policy: r.polName, Rule: r.id,
 				Reason: "the rate limit of " + r.matchReason + " could not be checked, so it does not allow: " + err.Error()}
 		}
 		if res.Allowed {
-			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.pol.name, Rule: r.id, Reason: r.reasons[0]}
+			return Decision{Effect: Allow, Code: CodeAllowed, Policy: r.polName, Rule: r.id, Reason: r.reason}
 		}
 		if req.Explain {
 			for i := range *trace {
 				t := &(*trace)[i]
-				if t.Policy == r.pol.name && t.Rule == r.id {
+				if t.Policy == r.polName && t.Rule == r.id {
 					t.Result = TraceOverLimit
 					t.Detail = fmt.Sprintf("matched, but the limit of %d per %s is used up; resets in %s", r.limit.Count, r.limit.Per, res.RetryAfter.Round(time.Second))
 				}
@@ -819,6 +819,6 @@ func (e *Engine) allowWithinLimits(ctx context.Context, req *Request, allows []*
 			retry = res.RetryAfter
 		}
 	}
-	return Decision{Effect: Deny, Code: CodeRateLimited, Policy: over.pol.name, Rule: over.id, RetryAfter: retry,
+	return Decision{Effect: Deny, Code: CodeRateLimited, Policy: over.polName, Rule: over.id, RetryAfter: retry,
 		Reason: fmt.Sprintf("rate limit of %s reached (%d per %s)", over.matchReason, over.limit.Count, over.limit.Per)}
 }
