@@ -94,20 +94,25 @@ func (sy *symbols) with(p *Policy) *symbols {
 // CPU cache. So everything a lookup reads is one slice of small cells, in one
 // allocation, without text (symbol ids stand for actions, connectors and
 // patterns): the bucket of a policy or two is a few hundred contiguous bytes
-// on one page, read in a few adjacent cache lines. The cells are, in order:
+// on one page. The cells are, in order:
 //
-//	cells[0]       key: the length of the exact table; lo, hi: the refs of "*"
-//	cells[1]       key: the length of the connector table; lo, hi: the wildcard-connector groups
-//	exact table    key: a literal action's id; lo, hi: its refs
-//	connector table key: a literal connector's id; lo, hi: its groups
-//	groups         key: a wildcard pattern's id; lo, hi: its refs
-//	refs           r: a rule; key: its policy name's first 8 bytes (see ruleRef)
+//	cells[0]          key: the lengths of the exact (low half) and connector tables; lo, hi: the wildcard-connector groups
+//	cells[1]          key: the exact table's filter; lo, hi: the refs of "*"
+//	cells[2]          key: the connector table's filter
+//	wildcard-connector groups
+//	exact table       key: a literal action's id; lo, hi: its refs
+//	connector table   key: a literal connector's id; lo, hi: its groups
+//	connector groups
+//	refs              r: a rule; key: its policy name's first 8 bytes (see ruleRef)
 //
-// A table of up to linearMax entries is that many cells, searched in order;
-// a larger one is open-addressed, a power of two at most half full, where an
-// empty cell has key 0. A group holds the rules that share a pattern with a
-// wildcard, so a pattern written in many policies is matched once per
-// bucket.
+// A group's key is a wildcard pattern's id, lo and hi its refs; it holds the
+// rules that share the pattern, so a pattern written in many policies is
+// matched once per bucket. A table of up to linearMax entries is that many
+// cells, searched in order; a larger one is open-addressed, a power of two at
+// most half full, where an empty cell has key 0. A filter has bit id%64 set
+// for every id in its table, so most lookups of an action or connector the
+// bucket does not name end in the header, and a lookup that matches nothing
+// reads the first two cache lines.
 type bucket struct {
 	cells []cell
 	pols  []*Policy // sorted by name
@@ -201,26 +206,34 @@ func appendRefs(out []ruleRef, refs []cell) []ruleRef {
 // have a pattern matching the action, unsorted and possibly repeated (a rule
 // with several matching patterns).
 func appendMatching(out []ruleRef, c []cell, k *actionKeys, sy *symbols) []ruleRef {
-	nExact, nConn := int(c[0].key), int(c[1].key)
-	if e := lookup(c[2:2+nExact], k.action); e != nil {
-		out = appendRefs(out, c[e.lo:e.hi])
-	}
-	if e := lookup(c[2+nExact:2+nExact+nConn], k.connID); e != nil {
-		for _, g := range c[e.lo:e.hi] {
-			// The connector matched by id; its groups' patterns have a
-			// wildcard in the operation.
-			if glob(sy.pats[g.key].op, k.op) {
-				out = appendRefs(out, c[g.lo:g.hi])
-			}
-		}
-	}
-	for _, g := range c[c[1].lo:c[1].hi] {
+	hdr := &c[0]
+	for _, g := range c[hdr.lo:hdr.hi] {
 		if sy.pats[g.key].match(k.conn, k.op) {
 			out = appendRefs(out, c[g.lo:g.hi])
 		}
 	}
-	return appendRefs(out, c[c[0].lo:c[0].hi])
+	exact := int(hdr.hi)
+	conn := exact + int(uint32(hdr.key))
+	if c[1].key&filterBit(k.action) != 0 {
+		if e := lookup(c[exact:conn], k.action); e != nil {
+			out = appendRefs(out, c[e.lo:e.hi])
+		}
+	}
+	if c[2].key&filterBit(k.connID) != 0 {
+		if e := lookup(c[conn:conn+int(hdr.key>>32)], k.connID); e != nil {
+			for _, g := range c[e.lo:e.hi] {
+				// The connector matched by id; its groups' patterns have
+				// a wildcard in the operation.
+				if glob(sy.pats[g.key].op, k.op) {
+					out = appendRefs(out, c[g.lo:g.hi])
+				}
+			}
+		}
+	}
+	return appendRefs(out, c[c[1].lo:c[1].hi])
 }
+
+func filterBit(id uint32) uint64 { return 1 << (id & 63) }
 
 // appendEvery appends every rule of the bucket's policies, for Explain.
 func (b *bucket) appendEvery(out []ruleRef) []ruleRef {
@@ -277,13 +290,14 @@ func newBucket(pols []*Policy, sy *symbols) *bucket {
 			}
 		}
 	}
+	const nHeader = 3
 	nExact, nConn := tableLen(len(exactIDs)), tableLen(len(connIDs))
-	g := 2 + nExact + nConn // the next group
-	base := g + len(wildIDs)
+	base := nHeader + len(wildIDs) + nExact + nConn
 	for _, ids := range connPats {
 		base += len(ids)
 	}
 	cells := make([]cell, base, base+nRefs)
+	g := nHeader // the next group
 	addRefs := func(refs []ruleRef) (lo, hi uint32) {
 		lo = uint32(len(cells))
 		for _, ref := range refs {
@@ -296,25 +310,26 @@ func newBucket(pols []*Policy, sy *symbols) *bucket {
 		cells[g] = cell{key: uint64(id), lo: lo, hi: hi}
 		g++
 	}
-	exact := cells[2 : 2+nExact]
+	for _, id := range wildIDs {
+		addGroup(id)
+	}
+	cells[0] = cell{key: uint64(nExact) | uint64(nConn)<<32, lo: nHeader, hi: uint32(g)}
+	exact := cells[g : g+nExact]
+	conn := cells[g+nExact : g+nExact+nConn]
+	g += nExact + nConn
 	for _, id := range exactIDs {
 		lo, hi := addRefs(exactRefs[id])
 		insert(exact, cell{key: uint64(id), lo: lo, hi: hi})
+		cells[1].key |= filterBit(id)
 	}
-	conn := cells[2+nExact : 2+nExact+nConn]
 	for _, cid := range connIDs {
 		lo := uint32(g)
 		for _, id := range connPats[cid] {
 			addGroup(id)
 		}
 		insert(conn, cell{key: uint64(cid), lo: lo, hi: uint32(g)})
+		cells[2].key |= filterBit(cid)
 	}
-	cells[1] = cell{key: uint64(nConn), lo: uint32(g)}
-	for _, id := range wildIDs {
-		addGroup(id)
-	}
-	cells[1].hi = uint32(g)
-	lo, hi := addRefs(all)
-	cells[0] = cell{key: uint64(nExact), lo: lo, hi: hi}
+	cells[1].lo, cells[1].hi = addRefs(all)
 	return &bucket{cells: cells, pols: pols}
 }
