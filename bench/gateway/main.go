@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ func main() {
 	rates := flag.String("rates", "500,1000,2000", "fixed request rates to measure (requests/s)")
 	conns := flag.Int("conns", 32, "concurrent connections at saturation")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to FILE")
+	traceFile := flag.String("trace", "", "write an execution trace of Warden's fixed-rate measurements to FILE (go tool trace)")
 	memprofile := flag.String("memprofile", "", "write an allocation profile (allocs since start) to FILE at the end")
 	satOnly := flag.String("saturate-only", "", "measure only this path at saturation (direct, bare, warden): for profiling one path")
 	flag.Parse()
@@ -134,7 +136,11 @@ func main() {
 		}
 		var base, bareLat [2]time.Duration
 		for _, p := range paths {
+			tracing := *traceFile != "" && p.name == "warden" && startTrace(*traceFile)
 			lat, errs := fixedRate(hc, p.url, p.auth, rate, *duration)
+			if tracing {
+				trace.Stop()
+			}
 			p50, p99 := latency.Pct(lat, 0.50), latency.Pct(lat, 0.99)
 			added, over := "- | -", "- | -"
 			switch p.name {
@@ -211,6 +217,24 @@ func (c counters) since(b counters, d time.Duration) string {
 	}
 	return fmt.Sprintf("audit at saturation: %.0f events in %.0f commits (%.1f per commit), %.0f µs per commit, writer busy %.0f%%",
 		c.events-b.events, n, (c.events-b.events)/n, (c.seconds-b.seconds)/n*1e6, (c.seconds-b.seconds)/d.Seconds()*100)
+}
+
+// traceOut is the trace file (its first fixed rate only).
+var traceOut *os.File
+
+func startTrace(name string) bool {
+	if traceOut != nil {
+		return false
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		log.Fatal(err)
+	}
+	traceOut = f
+	if err := trace.Start(f); err != nil {
+		log.Fatal(err)
+	}
+	return true
 }
 
 func numCPU() int {
