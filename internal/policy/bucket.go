@@ -98,21 +98,24 @@ func (sy *symbols) with(p *Policy) *symbols {
 //
 //	cells[0]          key: the lengths of the exact (low half) and connector tables; lo, hi: the wildcard-connector groups
 //	cells[1]          key: the exact table's filter; lo, hi: the refs of "*"
-//	cells[2]          key: the connector table's filter
-//	wildcard-connector groups
+//	cells[2]          key: the connector table's filter; lo: where the exact table starts
+//	wildcard-connector groups, their refs, the refs of "*"
 //	exact table       key: a literal action's id; lo, hi: its refs
 //	connector table   key: a literal connector's id; lo, hi: its groups
 //	connector groups
-//	refs              r: a rule; key: its policy name's first 8 bytes (see ruleRef)
+//	the refs of the exact table and the connector groups
 //
-// A group's key is a wildcard pattern's id, lo and hi its refs; it holds the
-// rules that share the pattern, so a pattern written in many policies is
-// matched once per bucket. A table of up to linearMax entries is that many
-// cells, searched in order; a larger one is open-addressed, a power of two at
-// most half full, where an empty cell has key 0. A filter has bit id%64 set
-// for every id in its table, so most lookups of an action or connector the
-// bucket does not name end in the header, and a lookup that matches nothing
-// reads the first two cache lines.
+// A ref's r is a rule and its key the rule's policy name's first 8 bytes
+// (see ruleRef). A group's key is a wildcard pattern's id, lo and hi its
+// refs; it holds the rules that share the pattern, so a pattern written in
+// many policies is matched once per bucket. A table of up to linearMax
+// entries is that many cells, searched in order; a larger one is
+// open-addressed, a power of two at most half full, where an empty cell has
+// key 0. A filter has bit id%64 set for every id in its table, so most
+// lookups of an action or connector the bucket does not name end in the
+// header. What every lookup reads (header, wildcard-connector groups and
+// their rules, rules of "*") comes first: in a bucket of a policy or two, the
+// first few cache lines, adjacent.
 type bucket struct {
 	cells []cell
 	pols  []*Policy // sorted by name
@@ -212,7 +215,7 @@ func appendMatching(out []ruleRef, c []cell, k *actionKeys, sy *symbols) []ruleR
 			out = appendRefs(out, c[g.lo:g.hi])
 		}
 	}
-	exact := int(hdr.hi)
+	exact := int(c[2].lo)
 	conn := exact + int(uint32(hdr.key))
 	if c[1].key&filterBit(k.action) != 0 {
 		if e := lookup(c[exact:conn], k.action); e != nil {
@@ -292,12 +295,19 @@ func newBucket(pols []*Policy, sy *symbols) *bucket {
 	}
 	const nHeader = 3
 	nExact, nConn := tableLen(len(exactIDs)), tableLen(len(connIDs))
-	base := nHeader + len(wildIDs) + nExact + nConn
+	nGroups := 0
 	for _, ids := range connPats {
-		base += len(ids)
+		nGroups += len(ids)
 	}
-	cells := make([]cell, base, base+nRefs)
-	g := nHeader // the next group
+	n := nHeader + len(wildIDs) + nExact + nConn + nGroups + nRefs
+	cells := make([]cell, nHeader, n) // appends below never reallocate
+	// reserve appends k cells to be filled in later and returns their
+	// position.
+	reserve := func(k int) uint32 {
+		lo := len(cells)
+		cells = cells[:lo+k]
+		return uint32(lo)
+	}
 	addRefs := func(refs []ruleRef) (lo, hi uint32) {
 		lo = uint32(len(cells))
 		for _, ref := range refs {
@@ -305,31 +315,33 @@ func newBucket(pols []*Policy, sy *symbols) *bucket {
 		}
 		return lo, uint32(len(cells))
 	}
-	addGroup := func(id uint32) {
+	// What every lookup reads comes first: the wildcard-connector groups,
+	// their refs and those of "*".
+	wild := reserve(len(wildIDs))
+	cells[0] = cell{key: uint64(nExact) | uint64(nConn)<<32, lo: wild, hi: wild + uint32(len(wildIDs))}
+	for i, id := range wildIDs {
 		lo, hi := addRefs(patRefs[id])
-		cells[g] = cell{key: uint64(id), lo: lo, hi: hi}
-		g++
+		cells[wild+uint32(i)] = cell{key: uint64(id), lo: lo, hi: hi}
 	}
-	for _, id := range wildIDs {
-		addGroup(id)
-	}
-	cells[0] = cell{key: uint64(nExact) | uint64(nConn)<<32, lo: nHeader, hi: uint32(g)}
-	exact := cells[g : g+nExact]
-	conn := cells[g+nExact : g+nExact+nConn]
-	g += nExact + nConn
+	cells[1].lo, cells[1].hi = addRefs(all)
+	exact := reserve(nExact)
+	conn := reserve(nConn)
+	g := reserve(nGroups) // the next connector group
+	cells[2].lo = exact
 	for _, id := range exactIDs {
 		lo, hi := addRefs(exactRefs[id])
-		insert(exact, cell{key: uint64(id), lo: lo, hi: hi})
+		insert(cells[exact:exact+uint32(nExact)], cell{key: uint64(id), lo: lo, hi: hi})
 		cells[1].key |= filterBit(id)
 	}
 	for _, cid := range connIDs {
-		lo := uint32(g)
+		first := g
 		for _, id := range connPats[cid] {
-			addGroup(id)
+			lo, hi := addRefs(patRefs[id])
+			cells[g] = cell{key: uint64(id), lo: lo, hi: hi}
+			g++
 		}
-		insert(conn, cell{key: uint64(cid), lo: lo, hi: uint32(g)})
+		insert(cells[conn:conn+uint32(nConn)], cell{key: uint64(cid), lo: first, hi: g})
 		cells[2].key |= filterBit(cid)
 	}
-	cells[1].lo, cells[1].hi = addRefs(all)
 	return &bucket{cells: cells, pols: pols}
 }
