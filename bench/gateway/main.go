@@ -31,6 +31,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"warden"
@@ -116,8 +117,8 @@ func main() {
 		for _, p := range paths {
 			if strings.HasPrefix(p.name, *satOnly) {
 				before := auditCounters(wardenURL)
-				rps, lat, errs := saturate(hc, p.url, p.auth, *conns, *duration)
-				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %d errors\n", p.name, rps, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
+				rps, lat, errs, cpu := saturate(hc, p.url, p.auth, *conns, *duration)
+				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %s CPU per request, %d errors\n", p.name, rps, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), latency.US(cpu), errs)
 				if p.name == "warden" {
 					fmt.Println(auditCounters(wardenURL).since(before, *duration))
 				}
@@ -157,13 +158,13 @@ func main() {
 		}
 	}
 	fmt.Println()
-	fmt.Println("| saturation | path | req/s | p50 | p99 | errors |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| saturation | path | req/s | p50 | p99 | CPU per request (whole process) | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|")
 	var bareRPS float64
 	var commits string
 	for _, p := range paths {
 		before := auditCounters(wardenURL)
-		rps, lat, errs := saturate(hc, p.url, p.auth, *conns, *duration)
+		rps, lat, errs, cpu := saturate(hc, p.url, p.auth, *conns, *duration)
 		if p.name == "warden" {
 			commits = auditCounters(wardenURL).since(before, *duration)
 		}
@@ -174,7 +175,7 @@ func main() {
 		if p.name == "warden" && bareRPS > 0 {
 			ratio = fmt.Sprintf(" (%.2fx bare)", rps/bareRPS)
 		}
-		fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %d |\n", *conns, p.name, rps, ratio, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), errs)
+		fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %s | %d |\n", *conns, p.name, rps, ratio, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), latency.US(cpu), errs)
 	}
 	fmt.Println()
 	fmt.Println(commits)
@@ -381,7 +382,11 @@ func fixedRate(hc *http.Client, u, auth string, rate int, d time.Duration) ([]ti
 }
 
 // saturate runs conns closed-loop workers and reports requests/s.
-func saturate(hc *http.Client, u, auth string, conns int, d time.Duration) (float64, []time.Duration, int64) {
+// saturate also reports the process's CPU time per request: load
+// generator, upstream and the path under test all run in this process, so
+// the difference between two paths is what the second one costs more.
+func saturate(hc *http.Client, u, auth string, conns int, d time.Duration) (float64, []time.Duration, int64, time.Duration) {
+	cpu0 := cpuTime()
 	var mu sync.Mutex
 	var all []time.Duration
 	var errs, count atomic.Int64
@@ -407,5 +412,14 @@ func saturate(hc *http.Client, u, auth string, conns int, d time.Duration) (floa
 		}()
 	}
 	wg.Wait()
-	return float64(count.Load()) / time.Since(start).Seconds(), all, errs.Load()
+	return float64(count.Load()) / time.Since(start).Seconds(), all, errs.Load(), (cpuTime() - cpu0) / time.Duration(max(count.Load(), 1))
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
