@@ -113,6 +113,11 @@ func MatchAction(pat, action string) bool {
 // single-backtrack algorithm, which is exact for patterns with only '*' and
 // '?' wildcards.
 func glob(pat, s string) bool {
+	if pat == "*" {
+		// The commonest pattern part ("*:admin.*", "gmail:*"): it would
+		// otherwise backtrack once per rune of s.
+		return true
+	}
 	px, sx := 0, 0
 	starPx, starSx := -1, -1
 	for sx < len(s) {
