@@ -477,22 +477,12 @@ func (s *snapshot) with(name string, p *Policy) *snapshot {
 
 // buckets calls fn for every bucket whose subject matches the identity, with
 // the bucket's cells (b.cells, but read from where the lookup found them).
-func (s *snapshot) buckets(id *Identity, fn func(cells []cell, b *bucket)) {
-	// Both lookups before either bucket is read: with many identities
-	// their slots are rarely in cache, and this way the CPU fetches them
-	// at the same time instead of one after the other.
-	var byName, byID *identSlot
-	if id.Name != "" {
-		byName = s.idents.get(id.Name)
+func (s *snapshot) buckets(id *Identity, own ownSlots, fn func(cells []cell, b *bucket)) {
+	if own.byName != nil {
+		fn(own.byName.cells, own.byName.b)
 	}
-	if id.ID != "" && id.ID != id.Name {
-		byID = s.idents.get(id.ID)
-	}
-	if byName != nil {
-		fn(byName.cells, byName.b)
-	}
-	if byID != nil {
-		fn(byID.cells, byID.b)
+	if own.byID != nil {
+		fn(own.byID.cells, own.byID.b)
 	}
 	try := func(list []*selEntry) {
 		for _, se := range list {
@@ -518,15 +508,40 @@ func (s *snapshot) buckets(id *Identity, fn func(cells []cell, b *bucket)) {
 	try(s.open)
 }
 
+// ownSlots are the index slots of an identity's name and id, nil when no
+// policy names it so.
+type ownSlots struct{ byName, byID *identSlot }
+
+// lookup finds the slots of the identity's name and id. Decide calls it
+// first: with many identities the slots (and the name and id themselves)
+// are rarely in cache, and the CPU fetches both while it goes on with the
+// rest of the request, rather than one after the other when the index is
+// walked.
+func (s *snapshot) lookup(id *Identity) ownSlots {
+	var own ownSlots
+	if id.Name != "" {
+		own.byName = s.idents.get(id.Name)
+	}
+	if id.ID != "" && id.ID != id.Name {
+		own.byID = s.idents.get(id.ID)
+	}
+	return own
+}
+
 // candidates appends the rules that apply to the identity and whose patterns
 // match the action (every rule of the identity's policies with all), sorted in
 // deciding order without duplicates.
 func (s *snapshot) candidates(out []ruleRef, id *Identity, action, conn, op string, all bool) []ruleRef {
+	return s.candidatesOf(out, id, s.lookup(id), action, conn, op, all)
+}
+
+// candidatesOf is candidates with the identity's slots already looked up.
+func (s *snapshot) candidatesOf(out []ruleRef, id *Identity, own ownSlots, action, conn, op string, all bool) []ruleRef {
 	k := actionKeys{conn: conn, op: op}
 	if !all {
 		k.action, k.connID = s.syms.ids[action], s.syms.ids[conn]
 	}
-	s.buckets(id, func(cells []cell, b *bucket) {
+	s.buckets(id, own, func(cells []cell, b *bucket) {
 		if all {
 			out = b.appendEvery(out)
 			return
@@ -648,17 +663,18 @@ const reasonNoMatch = "no policy rule allows this action for this identity"
 // with a code and a reason. With req.DryRun, rate limits are checked but not
 // counted.
 func (e *Engine) Decide(ctx context.Context, req *Request) Decision {
+	s := e.snap.Load()
+	own := s.lookup(&req.Identity)
 	conn, op, err := ParseAction(req.Action)
 	if err != nil {
 		return Decision{Effect: Deny, Code: CodePolicyError, Reason: "malformed action: " + err.Error()}
 	}
-	s := e.snap.Load()
 	now := req.Time
 	if now.IsZero() {
 		now = e.now()
 	}
 	var cbuf [32]ruleRef
-	cands := s.candidates(cbuf[:0], &req.Identity, req.Action, conn, op, req.Explain)
+	cands := s.candidatesOf(cbuf[:0], &req.Identity, own, req.Action, conn, op, req.Explain)
 	if len(cands) == 0 {
 		return Decision{Effect: Deny, Code: CodeNoMatchingPolicy, Reason: reasonNoMatch}
 	}
