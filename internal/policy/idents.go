@@ -5,17 +5,32 @@ import (
 	"strings"
 )
 
-// identIndex finds the bucket of an identity name or id. It is open-addressed
-// (linear probing, at most half full) and its slots hold what a lookup reads:
-// the key's hash, the key and the bucket's cells. With many identities named
-// by policies, a decision's slot is rarely in the CPU cache; a Go map would
-// read a control word, then a slot, then the key's bytes and then the
-// bucket, one dependent miss after another, where this reads one slot (one
-// cache line) and then the key's bytes and the cells in parallel.
+// identIndex finds the bucket of an identity name or id. Its tables are
+// open-addressed (linear probing, at most half full) and their slots hold
+// what a lookup reads: the key's hash, the key and the bucket's cells. With
+// many identities named by policies, a decision's slot is rarely in the CPU
+// cache; a Go map would read a control word, then a slot, then the key's
+// bytes and then the bucket, one dependent miss after another, where this
+// reads one slot (one cache line) and then the key's bytes and the cells in
+// parallel.
 //
-// An index is immutable once published in a snapshot; with copies it.
+// Keys are spread over identShards tables by the top bits of their hash, so
+// that Put copies the few tables it changes (tens of kilobytes with 20,000
+// identities) rather than the whole index; the array of table pointers is
+// read by every decision and stays in cache. An index is immutable once
+// published in a snapshot; with copies what it changes.
 type identIndex struct {
-	slots []identSlot // a power of two long, or nil
+	shards [identShards]*identTable
+	n      int
+}
+
+const identShards = 256
+
+func shardOf(h uint64) int { return int(h >> 56) }
+
+// identTable is one open-addressed table of an identIndex.
+type identTable struct {
+	slots []identSlot // a power of two long
 	n     int
 }
 
@@ -32,15 +47,20 @@ var keySeed = maphash.MakeSeed()
 
 func hashKey(s string) uint64 { return maphash.String(keySeed, s) }
 
-// get returns the bucket of key, or nil.
-func (t *identIndex) get(key string) *identSlot {
-	if t.n == 0 {
+// get returns the slot of key, or nil.
+func (x *identIndex) get(key string) *identSlot {
+	if x.n == 0 {
 		return nil
 	}
-	return t.find(key, hashKey(key))
+	h := hashKey(key)
+	t := x.shards[shardOf(h)]
+	if t == nil {
+		return nil
+	}
+	return t.find(key, h)
 }
 
-func (t *identIndex) find(key string, h uint64) *identSlot {
+func (t *identTable) find(key string, h uint64) *identSlot {
 	mask := uint64(len(t.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		s := &t.slots[i]
@@ -57,23 +77,35 @@ func (t *identIndex) find(key string, h uint64) *identSlot {
 // string, so that the keys of different identities lie together in memory
 // rather than wherever their policies were parsed.
 func newIdentIndex(m map[string]*bucket) identIndex {
-	t := identIndex{slots: make([]identSlot, slotsFor(len(m)))}
-	keys := make([]string, 0, len(m))
-	var arena strings.Builder
+	var keys [identShards][]string
 	for key := range m {
-		keys = append(keys, key)
-		arena.WriteString(key)
+		s := shardOf(hashKey(key))
+		keys[s] = append(keys[s], key)
+	}
+	var arena strings.Builder
+	for _, ks := range keys {
+		for _, key := range ks {
+			arena.WriteString(key)
+		}
 	}
 	text, off := arena.String(), 0
-	for _, key := range keys {
-		t.put(text[off:off+len(key)], hashKey(key), m[key])
-		off += len(key)
+	x := identIndex{n: len(m)}
+	for s := range keys {
+		if len(keys[s]) == 0 {
+			continue
+		}
+		t := &identTable{slots: make([]identSlot, slotsFor(len(keys[s])))}
+		for _, key := range keys[s] {
+			t.put(text[off:off+len(key)], hashKey(key), m[key])
+			off += len(key)
+		}
+		x.shards[s] = t
 	}
-	return t
+	return x
 }
 
 func slotsFor(n int) int {
-	size := 16
+	size := 8
 	for size < 2*n {
 		size *= 2
 	}
@@ -82,7 +114,7 @@ func slotsFor(n int) int {
 
 // put sets the bucket of key in place (b nil deletes it). The table must
 // have room.
-func (t *identIndex) put(key string, h uint64, b *bucket) {
+func (t *identTable) put(key string, h uint64, b *bucket) {
 	mask := uint64(len(t.slots) - 1)
 	i := h & mask
 	for ; t.slots[i].b != nil; i = (i + 1) & mask {
@@ -103,7 +135,7 @@ func (t *identIndex) put(key string, h uint64, b *bucket) {
 
 // delete empties slot i and moves back the slots after it that would no
 // longer be found (backward-shift deletion, so lookups need no tombstones).
-func (t *identIndex) delete(i uint64) {
+func (t *identTable) delete(i uint64) {
 	mask := uint64(len(t.slots) - 1)
 	t.n--
 	for j := i; ; {
@@ -125,35 +157,44 @@ func (t *identIndex) delete(i uint64) {
 	}
 }
 
-// with returns a copy of t in which each key of changes has its bucket, or
-// none for a nil bucket.
-func (t *identIndex) with(changes map[string]*bucket) identIndex {
-	grow := t.n + len(changes)
-	if 2*grow <= len(t.slots) {
-		nt := identIndex{slots: make([]identSlot, len(t.slots)), n: t.n}
+// with returns a copy of t with room for grow more keys.
+func (t *identTable) with(grow int) *identTable {
+	if t == nil {
+		return &identTable{slots: make([]identSlot, slotsFor(grow))}
+	}
+	if 2*(t.n+grow) <= len(t.slots) {
+		nt := &identTable{slots: make([]identSlot, len(t.slots)), n: t.n}
 		copy(nt.slots, t.slots)
-		for key, b := range changes {
-			nt.put(key, hashKey(key), b)
-		}
 		return nt
 	}
-	nt := identIndex{slots: make([]identSlot, slotsFor(grow))}
+	nt := &identTable{slots: make([]identSlot, slotsFor(t.n+grow))}
 	for i := range t.slots {
 		if s := &t.slots[i]; s.b != nil {
 			nt.put(s.key, s.h, s.b)
 		}
 	}
-	for key, b := range changes {
-		nt.put(key, hashKey(key), b)
-	}
 	return nt
 }
 
-// each calls fn for every key and bucket.
-func (t *identIndex) each(fn func(key string, b *bucket)) {
-	for i := range t.slots {
-		if s := &t.slots[i]; s.b != nil {
-			fn(s.key, s.b)
+// with returns a copy of x in which each key of changes has its bucket, or
+// none for a nil bucket. Tables no key of changes falls in are shared.
+func (x *identIndex) with(changes map[string]*bucket) identIndex {
+	nx := *x
+	var grow [identShards]int
+	for key := range changes {
+		grow[shardOf(hashKey(key))]++
+	}
+	for s, g := range grow {
+		if g > 0 {
+			nx.shards[s] = x.shards[s].with(g)
 		}
 	}
+	for key, b := range changes {
+		h := hashKey(key)
+		t := nx.shards[shardOf(h)]
+		nx.n -= t.n
+		t.put(key, h, b)
+		nx.n += t.n
+	}
+	return nx
 }

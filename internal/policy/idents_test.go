@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
 )
@@ -37,12 +38,25 @@ func TestIdentIndexMatchesMap(t *testing.T) {
 			}
 			idx = newIdentIndex(want)
 		} else {
+			prev, prevWant := idx, maps.Clone(want)
 			idx = idx.with(changes)
 			for k, b := range changes {
 				if b == nil {
 					delete(want, k)
 				} else {
 					want[k] = b
+				}
+			}
+			// The index before the change is still in use by decisions
+			// on the previous snapshot: with must not have changed it.
+			for k := 0; k < 40; k++ {
+				key := fmt.Sprintf("agent-%d", k)
+				var got *bucket
+				if sl := prev.get(key); sl != nil {
+					got = sl.b
+				}
+				if got != prevWant[key] {
+					t.Fatalf("round %d: with changed the previous index: %q is %p, was %p", round, key, got, prevWant[key])
 				}
 			}
 		}
@@ -72,7 +86,7 @@ func TestIdentIndexWrapAround(t *testing.T) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	b := &bucket{}
 	for round := 0; round < 2000; round++ {
-		idx := identIndex{slots: make([]identSlot, 16)}
+		idx := identTable{slots: make([]identSlot, 16)}
 		hashes := map[string]uint64{}
 		for i := 0; i < 40; i++ {
 			key := fmt.Sprintf("k%d", rng.IntN(12))
