@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -281,25 +282,31 @@ type snapshot struct {
 	open    []*selEntry
 }
 
+// selectorKey is a selector's identity in the index: policies whose
+// selectors are equal share one entry. Every part is length-prefixed, so
+// two different selectors never get the same key (with separators alone,
+// {team: "x=y"} and {"team=x": "y"} did, and one entry then held both
+// policies' rules under one of the two selectors).
 func selectorKey(s *Selector) string {
-	var b strings.Builder
-	b.WriteString(s.Type)
-	b.WriteByte(0)
-	b.WriteString(s.Environment)
-	b.WriteByte(0)
-	b.WriteString(s.Owner)
+	var b []byte
+	part := func(v string) {
+		b = strconv.AppendInt(b, int64(len(v)), 10)
+		b = append(b, ':')
+		b = append(b, v...)
+	}
+	part(s.Type)
+	part(s.Environment)
+	part(s.Owner)
 	keys := make([]string, 0, len(s.Labels))
 	for k := range s.Labels {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		b.WriteByte(0)
-		b.WriteString(k)
-		b.WriteByte('=')
-		b.WriteString(s.Labels[k])
+		part(k)
+		part(s.Labels[k])
 	}
-	return b.String()
+	return string(b)
 }
 
 // subjectKeys returns the distinct identity names/ids and selector keys of a

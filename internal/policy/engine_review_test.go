@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -366,17 +365,12 @@ func TestReviewConcurrentDenyStays(t *testing.T) {
 	}
 }
 
-// TestReviewSelectorKeyCollision: selectorKey joins label keys and values
-// with '=', so {team: "x=y"} and {"team=x": "y"} get the same key and share
-// one selector entry (with one of the two selectors). Identity label values
-// may contain '='; policy selector label keys are not validated.
-//
-// It fails today; it is skipped unless WARDEN_REVIEW_KNOWN_BUGS is set, so
-// that it does not break the suite before selectorKey is fixed.
+// TestReviewSelectorKeyCollision: selectorKey once joined label keys and
+// values with '=', so {team: "x=y"} and {"team=x": "y"} got the same key and
+// shared one selector entry (with one of the two selectors): a deny for one
+// was skipped. Identity label values may contain '='. The key now
+// length-prefixes every part.
 func TestReviewSelectorKeyCollision(t *testing.T) {
-	if os.Getenv("WARDEN_REVIEW_KNOWN_BUGS") == "" {
-		t.Skip("known bug: selectorKey collides for label keys/values containing '=' (set WARDEN_REVIEW_KNOWN_BUGS=1 to run)")
-	}
 	deny := mustPolicy(t, "apiVersion: warden/v1\nkind: Policy\nname: a-deny\nsubjects: [{selector: {labels: {team: \"x=y\"}}}]\nrules:\n  - {id: d, effect: deny, actions: [\"bank:transfer\"]}\n")
 	weird := mustPolicy(t, "apiVersion: warden/v1\nkind: Policy\nname: b-other\nsubjects: [{selector: {labels: {\"team=x\": \"y\"}}}]\nrules:\n  - {id: n, effect: allow, actions: [\"noop:x\"]}\n")
 	allow := mustPolicy(t, "apiVersion: warden/v1\nkind: Policy\nname: c-allow\nsubjects: [{selector: {}}]\nrules:\n  - {id: a, effect: allow, actions: [\"bank:transfer\", \"noop:x\"]}\n")
