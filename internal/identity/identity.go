@@ -85,9 +85,8 @@ type Store interface {
 }
 
 var (
-	nameRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-	labelKeyRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,62}$`)
-	envRE      = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	envRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
 )
 
 const (
@@ -159,7 +158,7 @@ func validate(id *Identity) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !labelKeyRE.MatchString(k) {
+		if !warden.ValidLabelKey(k) {
 			return warden.FieldError("labels", "label key %q must be 1-63 characters of letters, digits, '.', '_', '/' or '-'", k)
 		}
 		if v := id.Labels[k]; len(v) > maxLabelValue || !printable(v) {

@@ -198,7 +198,7 @@ func (s *Service) List(ctx context.Context, p warden.Principal, f Filter) ([]*Id
 		return nil, "", warden.FieldError("status", "must be active, suspended or decommissioned")
 	}
 	for k := range f.Labels {
-		if !labelKeyRE.MatchString(k) {
+		if !warden.ValidLabelKey(k) {
 			return nil, "", warden.FieldError("label", "label key %q is not valid", k)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -638,7 +639,19 @@ func (d *docDecoder) selector(n *yaml.Node, path string) (*Selector, error) {
 		case "type":
 			sel.Type, err = d.str(v, fp)
 		case "labels":
-			sel.Labels, err = d.strMap(v, fp)
+			if sel.Labels, err = d.strMap(v, fp); err != nil {
+				return err
+			}
+			keys := make([]string, 0, len(sel.Labels))
+			for k := range sel.Labels {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if !warden.ValidLabelKey(k) {
+					return fieldErr(join(fp, k), v, "label key %q can never match an identity: label keys are 1-63 letters, digits, '.', '_', '/' or '-', starting with a letter or digit", k)
+				}
+			}
 		case "environment":
 			sel.Environment, err = d.str(v, fp)
 		case "owner":

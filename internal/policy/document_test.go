@@ -40,6 +40,7 @@ f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]
 		{"unknown top-level key", minimal + "extra: 1\n", "", warden.CodeInvalid, "extra", "line 10: unknown field"},
 		{"unknown rule key", strings.Replace(minimal, "effect: allow", "effect: allow\n    efect: deny", 1), "", warden.CodeInvalid, "rules[0].efect", "line 9"},
 		{"unknown selector key", strings.Replace(minimal, "identity: bot", "selector: {kind: x}", 1), "", warden.CodeInvalid, "subjects[0].selector.kind", "line 5"},
+		{"selector label key no identity can have", strings.Replace(minimal, "identity: bot", `selector: {labels: {"team=x": y}}`, 1), "", warden.CodeInvalid, "subjects[0].selector.labels.team=x", "can never match"},
 		{"unknown limit key", strings.Replace(minimal, "effect: allow", "effect: allow\n    limit: {count: 1, per: 1h, burst: 2}", 1), "", warden.CodeInvalid, "rules[0].limit.burst", "unknown field"},
 		{"missing apiVersion", strings.Replace(minimal, "apiVersion: warden/v1\n", "", 1), "", warden.CodeInvalid, "apiVersion", "required"},
 		{"wrong apiVersion", strings.Replace(minimal, "warden/v1", "warden/v2", 1), "", warden.CodeInvalid, "apiVersion", "must be"},
