@@ -31,12 +31,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"warden"
 	"warden/apitype"
 	"warden/bench/internal/latency"
+	"warden/bench/internal/measure"
 	"warden/client"
 	"warden/internal/config"
 	"warden/internal/server"
@@ -116,11 +116,11 @@ func main() {
 	if *satOnly != "" {
 		for _, p := range paths {
 			if strings.HasPrefix(p.name, *satOnly) {
-				before := auditCounters(wardenURL)
+				before := measure.ReadAudit(wardenURL)
 				rps, lat, errs, cpu := saturate(hc, p.url, p.auth, *conns, *duration)
 				fmt.Printf("%s: %.0f req/s, p50 %s, p99 %s, %s CPU per request, %d errors\n", p.name, rps, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), latency.US(cpu), errs)
 				if p.name == "warden" {
-					fmt.Println(auditCounters(wardenURL).since(before, *duration))
+					fmt.Println(measure.ReadAudit(wardenURL).Since(before, *duration))
 				}
 				return
 			}
@@ -163,10 +163,10 @@ func main() {
 	var bareRPS float64
 	var commits string
 	for _, p := range paths {
-		before := auditCounters(wardenURL)
+		before := measure.ReadAudit(wardenURL)
 		rps, lat, errs, cpu := saturate(hc, p.url, p.auth, *conns, *duration)
 		if p.name == "warden" {
-			commits = auditCounters(wardenURL).since(before, *duration)
+			commits = measure.ReadAudit(wardenURL).Since(before, *duration)
 		}
 		if p.name == "bare proxy" {
 			bareRPS = rps
@@ -179,45 +179,6 @@ func main() {
 	}
 	fmt.Println()
 	fmt.Println(commits)
-}
-
-// counters are the audit writer's metrics (warden_audit_*) at one moment.
-type counters struct{ events, commits, seconds float64 }
-
-func auditCounters(addr string) counters {
-	resp, err := http.Get(addr + "/metrics")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var c counters
-	for _, line := range strings.Split(string(b), "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		v, _ := strconv.ParseFloat(val, 64)
-		switch name {
-		case "warden_audit_events_total":
-			c.events = v
-		case "warden_audit_commits_total":
-			c.commits = v
-		case "warden_audit_commit_seconds_total":
-			c.seconds = v
-		}
-	}
-	return c
-}
-
-// since describes Warden's audit group commits between b and c.
-func (c counters) since(b counters, d time.Duration) string {
-	n := c.commits - b.commits
-	if n <= 0 {
-		return "audit: no commits"
-	}
-	return fmt.Sprintf("audit at saturation: %.0f events in %.0f commits (%.1f per commit), %.0f µs per commit, writer busy %.0f%%",
-		c.events-b.events, n, (c.events-b.events)/n, (c.seconds-b.seconds)/n*1e6, (c.seconds-b.seconds)/d.Seconds()*100)
 }
 
 // traceOut is the trace file (its first fixed rate only).
@@ -386,7 +347,7 @@ func fixedRate(hc *http.Client, u, auth string, rate int, d time.Duration) ([]ti
 // generator, upstream and the path under test all run in this process, so
 // the difference between two paths is what the second one costs more.
 func saturate(hc *http.Client, u, auth string, conns int, d time.Duration) (float64, []time.Duration, int64, time.Duration) {
-	cpu0 := cpuTime()
+	cpu0 := measure.CPUTime()
 	var mu sync.Mutex
 	var all []time.Duration
 	var errs, count atomic.Int64
@@ -412,14 +373,5 @@ func saturate(hc *http.Client, u, auth string, conns int, d time.Duration) (floa
 		}()
 	}
 	wg.Wait()
-	return float64(count.Load()) / time.Since(start).Seconds(), all, errs.Load(), (cpuTime() - cpu0) / time.Duration(max(count.Load(), 1))
-}
-
-// cpuTime is the process's user and system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		log.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return float64(count.Load()) / time.Since(start).Seconds(), all, errs.Load(), (measure.CPUTime() - cpu0) / time.Duration(max(count.Load(), 1))
 }

@@ -28,7 +28,6 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -42,7 +41,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +48,7 @@ import (
 	"warden"
 	"warden/apitype"
 	"warden/bench/internal/latency"
+	"warden/bench/internal/measure"
 	"warden/client"
 	"warden/internal/config"
 	"warden/internal/server"
@@ -207,7 +206,7 @@ func main() {
 				}
 			}
 			cs := connsOf(p, n)
-			before := auditCounters(httpAddr)
+			before := measure.ReadAudit(httpAddr)
 			u0 := usageNow()
 			q, lat, errs := saturate(cs, query, *duration)
 			used := usageNow().since(u0, q*duration.Seconds())
@@ -219,7 +218,7 @@ func main() {
 				ratio = fmt.Sprintf(" (%.2fx direct)", q/direct)
 			}
 			if p.name == "warden" {
-				notes = append(notes, fmt.Sprintf("%d conns: %s", n, auditCounters(httpAddr).since(before, *duration)))
+				notes = append(notes, fmt.Sprintf("%d conns: %s", n, measure.ReadAudit(httpAddr).Since(before, *duration)))
 			}
 			fmt.Printf("| %d conns | %s | %.0f%s | %s | %s | %s | %d |\n", n, p.name, q, ratio, latency.US(latency.Pct(lat, .5)), latency.US(latency.Pct(lat, .99)), used, errs)
 		}
@@ -237,13 +236,9 @@ type usage struct {
 }
 
 func usageNow() usage {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		log.Fatal(err)
-	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return usage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), objects: ms.Mallocs}
+	return usage{cpu: measure.CPUTime(), objects: ms.Mallocs}
 }
 
 // since formats the CPU time and allocations per query between u0 and u
@@ -253,46 +248,6 @@ func (u usage) since(u0 usage, queries float64) string {
 		return "- | -"
 	}
 	return fmt.Sprintf("%s | %.0f", latency.US(time.Duration(float64(u.cpu-u0.cpu)/queries)), float64(u.objects-u0.objects)/queries)
-}
-
-// counters are Warden's audit writer metrics (warden_audit_*) at one
-// moment.
-type counters struct{ events, commits, seconds float64 }
-
-func auditCounters(addr string) counters {
-	resp, err := http.Get(addr + "/metrics")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var c counters
-	for _, line := range strings.Split(string(b), "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		v, _ := strconv.ParseFloat(val, 64)
-		switch name {
-		case "warden_audit_events_total":
-			c.events = v
-		case "warden_audit_commits_total":
-			c.commits = v
-		case "warden_audit_commit_seconds_total":
-			c.seconds = v
-		}
-	}
-	return c
-}
-
-// since describes the audit group commits between b and c.
-func (c counters) since(b counters, d time.Duration) string {
-	n := c.commits - b.commits
-	if n <= 0 {
-		return "audit: no commits"
-	}
-	return fmt.Sprintf("audit at saturation: %.0f events in %.0f commits (%.1f per commit), %.0f µs per commit, writer busy %.0f%%",
-		c.events-b.events, n, (c.events-b.events)/n, (c.seconds-b.seconds)/n*1e6, (c.seconds-b.seconds)/d.Seconds()*100)
 }
 
 func envOr(k, def string) string {
