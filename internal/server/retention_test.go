@@ -60,21 +60,26 @@ func TestRetentionLoopArchivesOldEvents(t *testing.T) {
 	go func() { defer close(done); retention(ctx, cfg, slog.New(slog.DiscardHandler), l, sinks, 0) }()
 	dir := filepath.Join(cfg.Data, "audit-archive")
 	want := filepath.Join(dir, audit.ArchiveFileName(1, 20))
+	// The archive file is in place before the cut commits (its anchor and
+	// the deletion): wait for the cut, not the file.
+	var rep audit.Report
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := os.Stat(want); err == nil {
+		if rep, err = l.Verify(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if rep.ArchivedSeq != 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no archive %s after 30s", want)
+			t.Fatalf("no cut after 30s (verify: %+v)", rep)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	rep, err := l.Verify(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(want); err != nil {
+		t.Fatalf("archive file: %v", err)
 	}
 	if !rep.OK || rep.ArchivedSeq != 20 {
 		t.Fatalf("after retention: ok=%v archived_seq=%d problem=%v", rep.OK, rep.ArchivedSeq, rep.Problem)
